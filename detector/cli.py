@@ -1,0 +1,73 @@
+"""The `detector` command: one sub-command per module in detector/commands/.
+
+Errors the user can cause are `DetectorError`s: printed as one line on stderr, non-zero exit,
+no traceback unless `--debug`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from detector.errors import DetectorError
+
+# name -> module; each module has `add_parser(subparsers)` which sets `func` on its parser.
+COMMANDS = {
+    "data": "detector.commands.data",
+    "train": "detector.commands.train",
+    "eval": "detector.commands.evaluate",
+    "predict": "detector.commands.predict",
+    "convert": "detector.commands.convert",
+    "bench": "detector.commands.bench",
+    "weights": "detector.commands.weights",
+    "demo": "detector.commands.demo",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="detector",
+        description="Transfer learning for object detection: fine-tune, convert to infrared, benchmark.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module_name in COMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as e:
+            if e.name == module_name:  # command not built yet
+                continue
+            raise
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except DetectorError as e:
+        if args.debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (OSError, ValueError) as e:
+        # Anything else from the outside world (disk full, permission denied) is still reported
+        # in one line; --debug shows where it came from.
+        if args.debug:
+            raise
+        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Sub-commands of the `detector` CLI, one module each (see detector/cli.py)."""

@@ -1,0 +1,45 @@
+"""The Detector contract every adapter keeps.
+
+- Train mode: ``forward(images, targets) -> dict[str, Tensor]`` of named scalar losses
+  (the engine sums them).
+- Eval mode: ``forward(images) -> list[{"boxes": [N,4] xyxy pixels of the input image,
+  "scores": [N], "labels": [N] int64}]``.
+
+``images`` is a list of [C,H,W] float tensors in 0..1, channels in the order of ``modalities``
+(RGB order for an ``rgb`` modality, then one channel per thermal modality); ``targets`` is a list
+of ``{"boxes": [M,4] float32 xyxy pixels, "labels": [M] int64}`` with 0-based labels. Adapters
+resize/letterbox internally and map boxes back, so callers never do.
+
+Each adapter names its parts (``stem``, ``backbone.<i>``, ``neck``, ``head``) through
+``parts()``, so freezing and per-group learning rates are written once (train/freezing.py), and
+says how to rebuild itself from a checkpoint through ``build_args()``.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+class Detector(nn.Module):
+    """Base class of every adapter. Subclasses set the attributes and implement the methods."""
+
+    arch: str
+    class_names: list[str]
+    in_channels: int = 3
+    modalities: list[str]
+
+    def parts(self) -> dict[str, nn.Module]:
+        """Named parts in input-to-output order: 'stem', 'backbone.0', ..., 'neck', 'head'.
+
+        Every trainable parameter belongs to exactly one part.
+        """
+        raise NotImplementedError
+
+    def build_args(self) -> dict:
+        """Extra keyword arguments `build_detector` needs to rebuild this network from scratch
+        (plain data only: str, int, float, list, dict), stored in checkpoints."""
+        return {}
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)

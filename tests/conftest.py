@@ -1,0 +1,50 @@
+"""Shared test set-up.
+
+- `shared_data` tests need ../shared (DETECTOR_DATA / DETECTOR_WEIGHTS). Outside CI they skip
+  with a reason when the variables are unset; under CI (CI=true) a missing variable fails them,
+  so CI never skips them silently.
+- `gpu` tests skip with a reason where CUDA is absent.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+def _shared(var: str) -> Path | None:
+    value = os.environ.get(var)
+    return Path(value) if value else None
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    path = _shared("DETECTOR_DATA")
+    if path is None or not path.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"DETECTOR_DATA must point at ../shared/data under CI (got {path})")
+        pytest.skip("DETECTOR_DATA is not set")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_weights() -> Path:
+    path = _shared("DETECTOR_WEIGHTS")
+    if path is None or not path.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"DETECTOR_WEIGHTS must point at ../shared/weights under CI (got {path})")
+        pytest.skip("DETECTOR_WEIGHTS is not set")
+    return path
+
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
