@@ -35,6 +35,29 @@ class Detector(nn.Module):
         """
         raise NotImplementedError
 
+    # --- surgery hooks (used by detector/models/surgery.py; written once per adapter) ---
+
+    def stem_conv(self) -> nn.Conv2d:
+        """The first convolution, the one that sees the input channels."""
+        raise NotImplementedError
+
+    def set_stem_conv(self, conv: nn.Conv2d) -> None:
+        """Put `conv` in place of the first convolution."""
+        raise NotImplementedError
+
+    def input_stats(self) -> tuple[list[float], list[float]] | None:
+        """Per-channel (mean, std) the adapter normalises inputs with, or None if it feeds 0..1."""
+        return None
+
+    def set_input_stats(self, mean: list[float], std: list[float]) -> None:
+        raise NotImplementedError(f"{type(self).__name__} does not normalise its input")
+
+    def remap_head(self, class_names: list[str], mapping: dict[int, int]) -> None:
+        """Rebuild the classification head for `class_names`; for each new label `i` in
+        `mapping`, copy the pretrained rows of old label `mapping[i]` (classifier and, where the
+        family has per-class box rows, box regressor). Unmapped rows are freshly initialised."""
+        raise NotImplementedError
+
     def build_args(self) -> dict:
         """Extra keyword arguments `build_detector` needs to rebuild this network from scratch
         (plain data only: str, int, float, list, dict), stored in checkpoints."""
