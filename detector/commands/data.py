@@ -1,0 +1,113 @@
+"""`detector data check` and `detector data convert`.
+
+    detector data check SOURCE [--format F] [--split S] [--images DIR] [--labels DIR]
+                               [--modalities M ...] [--json FILE] [--no-decode]
+        prints the summary tables and one line per problem (`file:line: kind: message`);
+        exit 0 clean (info-only problems included), 1 problems found, 2 unusable input
+    detector data convert SOURCE --to coco|yolo --out DIR [--split S ...] [--link]
+        writes every split of a card (or the one read) in the other format
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from detector.data.check import check_dataset, format_summary
+from detector.data.readers import read_dataset
+from detector.tables import format_table
+
+EXIT_CLEAN, EXIT_PROBLEMS = 0, 1
+
+
+def _add_source_arguments(p) -> None:
+    p.add_argument("source", help="dataset card name or path, COCO json, YOLO data.yaml or "
+                   "folder, VOC folder")
+    p.add_argument("--format", default="auto", choices=["auto", "coco", "yolo", "voc"])
+    p.add_argument("--split", help="split to read (card split, data.yaml key, VOC ImageSets list)")
+    p.add_argument("--images", help="image folder (of the first modality)")
+    p.add_argument("--labels", help="labels folder (YOLO .txt or VOC .xml)")
+    p.add_argument("--modalities", nargs="+", metavar="M",
+                   help="modalities to read: card modality names, or NAME=FOLDER for a path "
+                   "(the first one's folder is --images)")
+
+
+def add_parser(subparsers) -> None:
+    data = subparsers.add_parser("data", help="check or convert a dataset")
+    sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    check = sub.add_parser("check", help="summary and problems of a dataset split")
+    _add_source_arguments(check)
+    check.add_argument("--json", metavar="FILE", help="also write the report as JSON")
+    check.add_argument("--no-decode", action="store_true",
+                       help="do not decode the pixels (skips the corrupt-image check)")
+    check.set_defaults(func=run_check)
+    convert = sub.add_parser("convert", help="write a dataset as COCO json or YOLO txt")
+    _add_source_arguments(convert)
+    convert.add_argument("--to", required=True, choices=["coco", "yolo"])
+    convert.add_argument("--out", required=True, help="output folder")
+    convert.add_argument("--link", action="store_true", help="symlink images instead of copying")
+    convert.set_defaults(func=run_convert)
+
+
+def _modalities(values):
+    """['rgb', 'lwir'] stays a list; ['rgb=visible', 'lwir=ir'] becomes a dict."""
+    if not values:
+        return None
+    if any("=" in v for v in values):
+        pairs = [v.split("=", 1) if "=" in v else (v, "") for v in values]
+        return {name: folder for name, folder in pairs}
+    return list(values)
+
+
+def _read(args, split):
+    return read_dataset(args.source, split=split, format=args.format,
+                        modalities=_modalities(args.modalities), images=args.images,
+                        labels=args.labels)
+
+
+def run_check(args) -> int:
+    records = _read(args, args.split)
+    report = check_dataset(records, decode=not args.no_decode)
+    print(format_summary(report.summary))
+    if report.problems:
+        print()
+        for problem in report.problems:
+            print(problem)
+    errors = len(report.errors)
+    print(f"\n{errors} problem(s), {len(report.problems) - errors} note(s)")
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report.to_json(), indent=1))
+    return EXIT_PROBLEMS if errors else EXIT_CLEAN
+
+
+def _splits_to_convert(args) -> list[str | None]:
+    from detector.data.cards import find_card, load_card
+
+    if args.split:
+        return [args.split]
+    card_path = find_card(args.source)
+    if card_path is not None:
+        return list(load_card(card_path).splits)
+    return [None]
+
+
+def run_convert(args) -> int:
+    from detector.data.writers import write_coco, write_yolo
+
+    out = Path(args.out)
+    rows = []
+    for split in _splits_to_convert(args):
+        records = _read(args, split)
+        name = split or "train"
+        if args.to == "coco":
+            path, left_out = write_coco(records, out, name, link=args.link), 0
+        else:
+            path, left_out = write_yolo(records, out, name, link=args.link)
+        rows.append([name, len(records), records.num_boxes, left_out, len(records.errors),
+                     str(path)])
+    print(format_table(["split", "images", "boxes", "ignore not written", "problems", "written"],
+                       rows))
+    print(f"read it back with: detector data check {out / 'card.yaml'} --split {rows[0][0]}")
+    return EXIT_CLEAN
