@@ -1,0 +1,124 @@
+"""Run checkpoints: a plain dict, written atomically, read without executing anything.
+
+A checkpoint is
+    {format_version, arch, class_names, in_channels, modalities, build_args,
+     model (state_dict), ema (state_dict or None), optimizer, scheduler, scaler, epoch, config}
+plus optional entries the engine adds (rng, best_metric, stage). Only tensors and plain Python
+data go in, so `torch.load(weights_only=True)` reads it back and nothing in a file ever runs.
+
+Writing goes to a temporary file in the same folder, is fsynced, then renamed over the target:
+a crash at any moment leaves either the old file or the new one at `path`, never half of one.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+
+import torch
+
+from detector.errors import CheckpointError
+
+FORMAT_VERSION = 1
+REQUIRED_KEYS = ("format_version", "arch", "class_names", "in_channels", "model", "epoch")
+KEYS = REQUIRED_KEYS + (
+    "modalities", "build_args", "ema", "optimizer", "scheduler", "scaler", "config",
+)
+
+
+def describe_detector(detector) -> dict:
+    """The entries that say how to rebuild `detector` (a Detector): format_version, arch,
+    class_names, in_channels, modalities, build_args. Add model (its state_dict), epoch and
+    the rest to make a checkpoint, e.g. for `detector convert`:
+
+        save_checkpoint(path, {**describe_detector(d), "model": d.state_dict(), "epoch": 0})
+    """
+    return {"format_version": FORMAT_VERSION, "arch": detector.arch,
+            "class_names": list(detector.class_names), "in_channels": detector.in_channels,
+            "modalities": list(getattr(detector, "modalities", None) or []),
+            "build_args": detector.build_args()}
+
+
+def save_checkpoint(path: str | Path, state: dict) -> None:
+    """Write `state` to `path` atomically (temp file in the same folder, fsync, rename)."""
+    path = Path(path)
+    missing = [key for key in REQUIRED_KEYS if key not in state]
+    if missing:
+        raise ValueError(f"checkpoint state lacks {', '.join(missing)}")  # a caller's bug
+    state = {**state, "format_version": state.get("format_version", FORMAT_VERSION)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.chmod(tmp_name, 0o644)  # mkstemp makes it private; a checkpoint is an ordinary file
+        with os.fdopen(handle, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        # Interrupted or failed: the old checkpoint stays; the partial temp file goes.
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    _fsync_folder(path.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    # The rename itself must reach the disk, or a power loss could bring the old name back.
+    if os.name != "posix":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_weights_only(path: str | Path) -> object:
+    """torch.load(weights_only=True) on CPU; any unreadable or unsafe file -> CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        # weights_only refuses every global outside tensors and plain data: foreign classes,
+        # or a hostile __reduce__. Nothing was executed.
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(
+            f"{path}: refused to load: it holds Python objects other than tensors and plain "
+            f"data ({first_line})"
+        ) from e
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError) as e:
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(
+            f"{path}: not a readable torch checkpoint (truncated or corrupt? {first_line})"
+        ) from e
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Read a run checkpoint written by `save_checkpoint`, on CPU.
+
+    Raises CheckpointError naming the file when it is missing, truncated, not a torch file,
+    holds anything but tensors and plain data, or is not a run checkpoint of a known version.
+    """
+    path = Path(path)
+    state = read_weights_only(path)
+    if not isinstance(state, dict) or "format_version" not in state:
+        raise CheckpointError(
+            f"{path}: not a detector run checkpoint (expected a dict with format_version, "
+            f"arch, class_names, model...)"
+        )
+    if state["format_version"] != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format_version {state['format_version']!r}; this version of "
+            f"detector reads format_version {FORMAT_VERSION}"
+        )
+    missing = [key for key in REQUIRED_KEYS if key not in state]
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    if not isinstance(state["model"], dict):
+        raise CheckpointError(f"{path}: 'model' should be a state_dict, got {type(state['model']).__name__}")
+    return state

@@ -1,0 +1,247 @@
+"""`detector bench CONFIG... [--out DIR] [key=value ...]`: train and score several runs, one table.
+
+CONFIG is one bench file (runs x grid over a base train config, see detector/benchmark.py) or
+several train configs. Every run is trained into OUT/<run>/ and scored on the bench's test split;
+runs finished before (same config, same test split) are reused. OUT gets
+
+- results.csv: one row per run: scores (the 12 COCO stats), per-class AP and AP50 (`AP/<class>`,
+  `AP50/<class>`), train time (s), train and eval images/s, parameters;
+- results.md: the same as Markdown tables (runs, per-class AP, mean and spread over the grid);
+- ap_vs_epoch.png (validation mAP50-95 per epoch, every run) and per_class_ap.png (grouped bars).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+from pathlib import Path
+
+from detector.errors import ConfigError
+
+COLUMNS = [  # (header, results.json key, scale)
+    ("mAP50-95", "AP", 1.0), ("mAP50", "AP50", 1.0), ("train s", "train_s", 1.0),
+    ("train img/s", "train_images_per_s", 1.0), ("eval img/s", "eval_images_per_s", 1.0),
+    ("params (M)", "params", 1e-6),
+]
+STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "bench", help="benchmark mAP across models, weights and freezing strategies",
+        description="Train and evaluate each run of a bench (one bench file with runs and a "
+                    "grid, or several train configs) on one dataset; write a CSV and Markdown "
+                    "table and plots. Runs finished before are reused.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  detector bench configs/bench_synthetic.yaml train.seed=1 --out runs/bench_seed1\n"
+               "  detector bench configs/fasterrcnn_bccd.yaml configs/other.yaml train.epochs=3",
+    )
+    p.add_argument("configs", nargs="+", metavar="CONFIG",
+                   help="a bench file, or train configs; KEY=VALUE items after them are "
+                        "overrides applied to every run (put them before --out and --test)")
+    p.add_argument("--out", metavar="DIR", help="bench folder (default: the bench file's "
+                   "out_dir, else runs/bench/<first config's name>)")
+    p.add_argument("--test", metavar="SOURCE", help="score every run on this dataset instead")
+    p.add_argument("--test-split", metavar="SPLIT", help="split of --test (e.g. test)")
+    p.set_defaults(func=run)
+
+
+def _split_arguments(items: list[str]) -> tuple[list[str], list[str]]:
+    """(config paths, overrides): an item with '=' that is not an existing file is an override."""
+    paths, overrides = [], []
+    for item in items:
+        (overrides if "=" in item and not Path(item).exists() else paths).append(item)
+    return paths, overrides
+
+
+def _value(result: dict, key: str, scale: float = 1.0):
+    value = result.get(key)
+    return None if value is None else value * scale
+
+
+def _class_names(results: list[dict]) -> list[str]:
+    return list(dict.fromkeys(name for result in results for name in result.get("per_class", {})))
+
+
+def run_rows(results: list[dict]) -> tuple[list[str], list[list]]:
+    """The main table: one row per run."""
+    headers = ["run", "arch", "init", "strategy", *[h for h, _, _ in COLUMNS]]
+    rows = [[r["name"], r["arch"], r["init"], r["strategy"],
+             *[_value(r, key, scale) for _, key, scale in COLUMNS]] for r in results]
+    return headers, rows
+
+
+def class_rows(results: list[dict], metric: str = "AP") -> tuple[list[str], list[list]]:
+    """Per-class `metric`: one row per class, one column per run."""
+    headers = ["class", *[r["name"] for r in results]]
+    rows = [[name, *[r.get("per_class", {}).get(name, {}).get(metric) for r in results]]
+            for name in _class_names(results)]
+    return headers, rows
+
+
+def group_rows(results: list[dict]) -> tuple[list[str], list[list]] | None:
+    """Mean and standard deviation of mAP over each run's grid (seeds, ...), or None when no
+    run was repeated."""
+    groups: dict[str, list[dict]] = {}
+    for result in results:
+        groups.setdefault(result["group"], []).append(result)
+    if all(len(members) == 1 for members in groups.values()):
+        return None
+    headers = ["run", "runs", "mAP50-95 mean", "mAP50-95 std", "mAP50 mean", "mAP50 std"]
+    rows = []
+    for group, members in groups.items():
+        row = [group, len(members)]
+        for key in ("AP", "AP50"):
+            values = [m[key] for m in members if m.get(key) is not None]
+            row += [statistics.fmean(values) if values else None,
+                    statistics.stdev(values) if len(values) > 1 else None]
+        rows.append(row)
+    return headers, rows
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if isinstance(value, float) else str(value).replace("|", "\\|")
+
+
+def _numeric(rows: list[list], column: int) -> bool:
+    values = [row[column] for row in rows if row[column] is not None]
+    return bool(values) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                for v in values)
+
+
+def markdown_table(headers: list[str], rows: list[list]) -> str:
+    """A GitHub Markdown table; number columns right-aligned, floats with three decimals."""
+    rule = ["---:" if _numeric(rows, c) else "---" for c in range(len(headers))]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(rule) + "|"]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_csv(results: list[dict], path: Path) -> None:
+    classes = _class_names(results)
+    headers = ["run", "group", "arch", "init", "strategy", "seed", "epochs", "best_epoch", *STATS,
+               *[f"{m}/{c}" for c in classes for m in ("AP", "AP50")],
+               "train_s", "train_images_per_s", "eval_images_per_s", "params", "test"]
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(headers)
+        for r in results:
+            per_class = r.get("per_class", {})
+            row = [r["name"], r["group"], r["arch"], r["init"], r["strategy"], r["seed"],
+                   r["epochs"], r["best_epoch"], *[r.get(s) for s in STATS],
+                   *[per_class.get(c, {}).get(m) for c in classes for m in ("AP", "AP50")],
+                   r["train_s"], r["train_images_per_s"], r["eval_images_per_s"], r["params"],
+                   r["test"]]
+            writer.writerow(["" if v is None else f"{v:.6g}" if isinstance(v, float) else v
+                             for v in row])
+
+
+def write_markdown(results: list[dict], path: Path, plots: list[Path]) -> None:
+    test = sorted({r["test"] for r in results})
+    parts = [f"# Benchmark: {path.parent.name}", "",
+             f"Scored on {', '.join(test)} (COCO mAP; train time is the sum of the training "
+             "epochs, without validation).", "", markdown_table(*run_rows(results)), "",
+             "## Per-class AP (mAP50-95)", "", markdown_table(*class_rows(results)), ""]
+    grouped = group_rows(results)
+    if grouped:
+        parts += ["## Over the grid", "", markdown_table(*grouped), ""]
+    parts += [f"![{plot.stem}]({plot.name})" for plot in plots]
+    path.write_text("\n".join(parts) + "\n")
+
+
+def _figure(width: float = 7, height: float = 4):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _ap_history(run_dir: Path) -> list[tuple[int, float]]:
+    """(epoch, validation AP) from the run's metrics.csv, evaluated epochs only."""
+    from detector.evaluation.report import read_metrics_csv
+
+    path = run_dir / "metrics.csv"
+    if not path.is_file():
+        return []
+    return [(int(row["epoch"]), row["AP"]) for row in read_metrics_csv(path)
+            if row.get("AP") is not None]
+
+
+def plot_ap_vs_epoch(results: list[dict], out_dir: Path) -> Path:
+    from matplotlib.ticker import MaxNLocator
+
+    figure = _figure()
+    axes = figure.add_subplot()
+    for r in results:
+        points = _ap_history(out_dir / r["name"])
+        if points:
+            axes.plot(*zip(*points), marker="o", label=r["name"])
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set_xlabel("epoch")
+    axes.set_ylabel("validation mAP50-95")
+    axes.grid(alpha=0.3)
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(fontsize="small")
+    figure.tight_layout()
+    figure.savefig(out_dir / "ap_vs_epoch.png")
+    return out_dir / "ap_vs_epoch.png"
+
+
+def plot_per_class(results: list[dict], out_dir: Path) -> Path:
+    classes = _class_names(results)
+    figure = _figure(max(6, 1.2 * len(classes) + 2), 4)
+    axes = figure.add_subplot()
+    width = 0.8 / max(1, len(results))
+    for index, r in enumerate(results):
+        values = [(r["per_class"].get(c, {}).get("AP") or 0.0) for c in classes]
+        axes.bar([i + index * width for i in range(len(classes))], values, width, label=r["name"])
+    axes.set_xticks([i + 0.4 - width / 2 for i in range(len(classes))], classes,
+                    rotation=45 if len(classes) > 6 else 0, ha="right" if len(classes) > 6 else "center")
+    axes.set_ylabel("test AP (mAP50-95)")
+    axes.grid(alpha=0.3, axis="y")
+    axes.legend(fontsize="small")
+    figure.tight_layout()
+    figure.savefig(out_dir / "per_class_ap.png")
+    return out_dir / "per_class_ap.png"
+
+
+def write_report(results: list[dict], out_dir: str | Path) -> list[Path]:
+    """results.csv, results.md and the two plots in `out_dir`; returns the files written."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plots = [plot_ap_vs_epoch(results, out_dir), plot_per_class(results, out_dir)]
+    write_csv(results, out_dir / "results.csv")
+    write_markdown(results, out_dir / "results.md", plots)
+    return [out_dir / "results.csv", out_dir / "results.md", *plots]
+
+
+def run(args) -> int:
+    from detector.benchmark import plan_bench, run_bench
+    from detector.config import SourceConfig
+    from detector.tables import format_table
+
+    paths, overrides = _split_arguments(args.configs)
+    if not paths:
+        raise ConfigError("detector bench: give a bench file or train configs (see configs/)")
+    if args.test_split and not args.test:
+        raise ConfigError("detector bench: --test-split needs --test SOURCE")
+    test = SourceConfig(source=args.test, split=args.test_split) if args.test else None
+    plan = plan_bench(paths, overrides, out_dir=args.out, test=test)
+    print(f"bench: {len(plan.runs)} runs into {plan.out_dir}")
+    results = run_bench(plan)
+    written = write_report(results, plan.out_dir)
+    print(format_table(*run_rows(results)))
+    print()
+    print(format_table(*class_rows(results)))
+    grouped = group_rows(results)
+    if grouped:
+        print()
+        print(format_table(*grouped))
+    print("\nwrote " + ", ".join(str(path) for path in written))
+    return 0

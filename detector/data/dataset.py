@@ -1,0 +1,110 @@
+"""`DetectionDataset`: records -> (image tensor, target) samples for training and evaluation.
+
+    dataset = DetectionDataset(records, transforms=build_transforms(augment, image_size=640),
+                               channels=["rgb", "lwir"])
+    image, target = dataset[0]        # image: FloatTensor [4,H,W] in 0..1: R, G, B, thermal
+
+Each modality is loaded with OpenCV at its channel count (rgb: 3 channels in RGB order, lwir: 1),
+kept at its bit depth until `images.to_float` (uint8 / 255, uint16 / 65535), optionally
+augmented + letterboxed by the transforms, then stacked along channels in the order of
+`channels`. The target is
+
+    {"boxes": [M,4] float32 xyxy px of the returned image, "labels": [M] int64 0-based,
+     "ignore": [K,4] float32 xyxy px, "index": i, "image_id": record.image_id,
+     "orig_size": (H0, W0), "scale": (sx, sy), "pad": (px, py)}
+
+with returned = original * scale + pad for each coordinate. With transforms=None the image keeps
+its original size (scale 1, pad 0): evaluation feeds original images and the detector resizes
+internally.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from detector.data.images import load_modality, modality_channels, to_float
+from detector.data.records import DatasetRecords
+from detector.errors import DatasetError
+
+
+class DetectionDataset(Dataset):
+    """Map-style dataset over `DatasetRecords`.
+
+    - transforms: a callable as built by `detector.data.transforms.build_transforms`, or None
+    - channels: modality names in stacking order (default: records.modalities); each must be a
+      modality of every record
+    `in_channels` is the number of stacked channels (rgb 3 + lwir 1 = 4)."""
+
+    def __init__(self, records: DatasetRecords, transforms=None, channels: list[str] | None = None):
+        self.records = records
+        self.transforms = transforms
+        self.channels = list(channels) if channels is not None else list(records.modalities)
+        if not self.channels:
+            raise DatasetError(f"{records.source}: no modalities to load")
+        self.in_channels = sum(modality_channels(m) for m in self.channels)
+        for record in records.images:
+            missing = [m for m in self.channels if m not in record.paths]
+            if missing:
+                raise DatasetError(
+                    f"{records.source}: image {record.image_id} ({record.stem}) has no "
+                    f"{missing[0]} file; its modalities are {', '.join(record.paths)} "
+                    f"(channels asked for: {', '.join(self.channels)})")
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.records.class_names)
+
+    def __len__(self) -> int:
+        return len(self.records.images)
+
+    def load_images(self, index: int) -> dict[str, np.ndarray]:
+        """{modality: [H,W,C] uint8/uint16 array} of one record, as stored on disk."""
+        record = self.records.images[index]
+        images = {}
+        for modality in self.channels:
+            path = record.paths[modality]
+            image = load_modality(path, modality)
+            if image.shape[:2] != (record.height, record.width):
+                raise DatasetError(
+                    f"{path}: the {modality} image is {image.shape[1]}x{image.shape[0]} but its "
+                    f"labels are for {record.width}x{record.height} (modality_size_mismatch; "
+                    "see `detector data check`)")
+            images[modality] = image
+        return images
+
+    def __getitem__(self, index: int):
+        record = self.records.images[index]
+        images = self.load_images(index)
+        boxes, labels, ignore = record.boxes, record.labels, record.ignore
+        scale, pad = (1.0, 1.0), (0.0, 0.0)
+        if self.transforms is None:
+            floats = {m: to_float(image) for m, image in images.items()}
+        else:
+            out = self.transforms(images, boxes, labels, ignore)
+            floats, boxes, labels, ignore = out["images"], out["boxes"], out["labels"], out["ignore"]
+            scale, pad = out["scale"], out["pad"]
+        stacked = np.concatenate([floats[m] for m in self.channels], axis=2)
+        image = torch.from_numpy(np.ascontiguousarray(stacked.transpose(2, 0, 1), np.float32))
+        target = {
+            "boxes": torch.as_tensor(np.asarray(boxes, np.float32).reshape(-1, 4)),
+            "labels": torch.as_tensor(np.asarray(labels, np.int64).reshape(-1)),
+            "ignore": torch.as_tensor(np.asarray(ignore, np.float32).reshape(-1, 4)),
+            "index": index,
+            "image_id": record.image_id,
+            "orig_size": (record.height, record.width),
+            "scale": (float(scale[0]), float(scale[1])),
+            "pad": (float(pad[0]), float(pad[1])),
+        }
+        return image, target
+
+
+def collate_detection(batch):
+    """[(image [C,H,W], target), ...] -> (list of images, list of targets).
+
+    Lists, not a stacked tensor: images of a batch may differ in size (detectors resize and
+    batch them internally)."""
+    images = [sample[0] for sample in batch]
+    targets = [sample[1] for sample in batch]
+    return images, targets

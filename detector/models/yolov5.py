@@ -1,0 +1,425 @@
+"""Classic (anchor-based) YOLOv5 checkpoints behind the Detector contract.
+
+ultralytics 8 no longer loads YOLOv5's own .pt files (they pickle classes from YOLOv5's
+`models.*` package). Here such a file is read by the restricted unpickler (nothing in it runs),
+the network is rebuilt from the checkpoint's own `yaml` dict with ultralytics' Conv / C3 / SPPF /
+Concat modules plus the anchor-based head in yolov5_head.py, and the weights are loaded name for
+name (any mismatch is a CheckpointError).
+
+Eval mode letterboxes each image like YOLOv5's val.py with rectangular batches (long side to
+`image_size`, grey 114 padding to a stride multiple plus half a stride), runs the network, applies
+YOLOv5's NMS (conf 0.001, IoU 0.6, 300 detections, multi-label) and maps boxes back to the input
+image's pixels. Train mode letterboxes to a square `image_size` and returns YOLOv5's loss.
+Inputs are RGB in 0..1 with no normalisation (YOLOv5's convention).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from ultralytics.nn.modules import C3, SPPF, Concat, Conv
+
+from detector.boxes import xyxy_to_cxcywh
+from detector.errors import CheckpointError, ConfigError
+from detector.models.detector import Detector
+from detector.models.registry import register_model
+from detector.models.safe_unpickle import Record, RefusedGlobal, load_pickled
+from detector.models.yolov5_head import AnchorDetect, non_max_suppression
+from detector.models.yolov5_loss import AnchorLoss
+
+ARCH = "yolov5_classic"
+# YOLOv5's classes live in its `models` and `utils` packages.
+YOLOV5_PREFIXES = ("models.", "utils.")
+LAYER_TYPES = {"Conv": Conv, "C3": C3, "SPPF": SPPF, "Concat": Concat, "nn.Upsample": nn.Upsample,
+               "Detect": AnchorDetect}
+# Non-numeric yaml arguments YOLOv5 eval()s; we look them up instead.
+YAML_WORDS = ("None", "nc", "anchors")
+PAD_VALUE = 114 / 255
+# YOLOv5 v6's model layout (models/yolov5{n,s,m,l,x}.yaml differ only in the two multiples):
+# what a from-scratch `yolov5n` builds. Checkpoints bring their own yaml.
+YOLOV5_LAYOUT = {
+    "anchors": [[10, 13, 16, 30, 33, 23], [30, 61, 62, 45, 59, 119], [116, 90, 156, 198, 373, 326]],
+    "backbone": [[-1, 1, "Conv", [64, 6, 2, 2]], [-1, 1, "Conv", [128, 3, 2]], [-1, 3, "C3", [128]],
+                 [-1, 1, "Conv", [256, 3, 2]], [-1, 6, "C3", [256]], [-1, 1, "Conv", [512, 3, 2]],
+                 [-1, 9, "C3", [512]], [-1, 1, "Conv", [1024, 3, 2]], [-1, 3, "C3", [1024]],
+                 [-1, 1, "SPPF", [1024, 5]]],
+    "head": [[-1, 1, "Conv", [512, 1, 1]], [-1, 1, "nn.Upsample", ["None", 2, "nearest"]],
+             [[-1, 6], 1, "Concat", [1]], [-1, 3, "C3", [512, False]],
+             [-1, 1, "Conv", [256, 1, 1]], [-1, 1, "nn.Upsample", ["None", 2, "nearest"]],
+             [[-1, 4], 1, "Concat", [1]], [-1, 3, "C3", [256, False]],
+             [-1, 1, "Conv", [256, 3, 2]], [[-1, 14], 1, "Concat", [1]], [-1, 3, "C3", [512, False]],
+             [-1, 1, "Conv", [512, 3, 2]], [[-1, 10], 1, "Concat", [1]], [-1, 3, "C3", [1024, False]],
+             [[17, 20, 23], 1, "Detect", ["nc", "anchors"]]],
+}
+
+
+def yolov5_yaml(depth_multiple: float, width_multiple: float, num_classes: int = 80) -> dict:
+    """A YOLOv5 v6 model yaml dict at the given scale (yolov5n: 0.33, 0.25)."""
+    return {"nc": num_classes, "depth_multiple": depth_multiple, "width_multiple": width_multiple,
+            **copy.deepcopy(YOLOV5_LAYOUT)}
+BATCHNORM_EPS, BATCHNORM_MOMENTUM = 1e-3, 0.03
+DEFAULT_MODALITIES = {1: ["lwir"], 3: ["rgb"], 4: ["rgb", "lwir"]}
+
+
+def _scaled_channels(channels: int, width_multiple: float) -> int:
+    return math.ceil(channels * width_multiple / 8) * 8
+
+
+def build_layers(yaml: dict, num_classes: int, in_channels: int):
+    """Layers from a YOLOv5 model yaml (backbone + head lists of [from, repeats, type, args]).
+
+    Returns (layers: nn.ModuleList, sources: [from per layer], saved: set of layer indices
+    whose outputs later layers read). Names of parameters follow YOLOv5's `model.<i>...`.
+    """
+    if yaml.get("activation"):
+        raise ConfigError(f"yaml activation {yaml['activation']!r} is not supported (only SiLU)")
+    depth, width = yaml["depth_multiple"], yaml["width_multiple"]
+    anchors = yaml["anchors"]
+    channels, layers, sources, saved = [in_channels], [], [], set()
+    for index, (source, repeats, type_name, args) in enumerate(yaml["backbone"] + yaml["head"]):
+        if type_name not in LAYER_TYPES:
+            raise ConfigError(f"YOLOv5 yaml layer {index}: unsupported module {type_name!r} "
+                              f"(supported: {', '.join(LAYER_TYPES)})")
+        layer_type = LAYER_TYPES[type_name]
+        args = [_yaml_word(a, num_classes, anchors) for a in args]
+        repeats = max(round(repeats * depth), 1) if repeats > 1 else repeats
+        if layer_type in (Conv, C3, SPPF):
+            out = _scaled_channels(args[0], width)
+            args = [channels[source], out, *args[1:]]
+            if layer_type is C3:
+                args.insert(2, repeats)
+                repeats = 1
+        elif layer_type is Concat:
+            out = sum(channels[s] for s in source)
+        elif layer_type is AnchorDetect:
+            args = [num_classes, args[1], [channels[s] for s in source]]
+            out = None
+        else:
+            out = channels[source]
+        layer = nn.Sequential(*(layer_type(*args) for _ in range(repeats))) if repeats > 1 \
+            else layer_type(*args)
+        if layer_type is SPPF:
+            # YOLOv5's SPPF activates cv1; ultralytics' SPPF (since YOLO26) does not, and its own
+            # parse_model patches legacy yaml rows back the same way
+            layer.cv1.act = nn.SiLU()
+        layers.append(layer)
+        sources.append(source)
+        saved.update(s % index for s in ([source] if isinstance(source, int) else source) if s != -1)
+        if index == 0:
+            channels = []
+        channels.append(out)
+    return nn.ModuleList(layers), sources, saved
+
+
+def _yaml_word(value, num_classes, anchors):
+    # Other strings ('nearest') are plain string arguments, as in YOLOv5 when eval() fails.
+    if not isinstance(value, str) or value not in YAML_WORDS:
+        return value
+    return {"None": None, "nc": num_classes, "anchors": anchors}[value]
+
+
+def letterbox(image: torch.Tensor, shape: tuple[int, int], ratio: float):
+    """Resize [C,H,W] by `ratio` and pad it centred to `shape` (h, w) with grey 114.
+
+    Returns (image [C, h, w], gain, (pad_x, pad_y)): input pixels = (letterboxed - pad) / gain.
+    """
+    height, width = image.shape[-2:]
+    new_w, new_h = round(width * ratio), round(height * ratio)
+    if (new_h, new_w) != (height, width):
+        # antialias when shrinking ~ cv2.INTER_AREA, YOLOv5's choice for downscaling
+        image = F.interpolate(image[None], size=(new_h, new_w), mode="bilinear",
+                              align_corners=False, antialias=new_w < width)[0]
+    pad_w, pad_h = (shape[1] - new_w) / 2, (shape[0] - new_h) / 2
+    left, top = round(pad_w - 0.1), round(pad_h - 0.1)
+    right, bottom = shape[1] - new_w - left, shape[0] - new_h - top
+    image = F.pad(image, (left, right, top, bottom), value=PAD_VALUE)
+    gain = torch.tensor([new_w / width, new_h / height] * 2)
+    return image, gain, (left, top)
+
+
+class YOLOv5Detector(Detector):
+    """A YOLOv5 network (`model`: ModuleList named like YOLOv5's) behind the Detector contract.
+
+    image_size: long side in eval, square side in training; eval_pad: extra padding in strides
+    (val.py's rect batches use 0.5); conf_threshold / iou_threshold / max_detections /
+    multi_label: NMS settings of YOLOv5's val.py.
+    """
+
+    def __init__(self, class_names: list[str], yaml: dict, in_channels: int = 3,
+                 image_size: int = 640, eval_pad: float = 0.5, conf_threshold: float = 0.001,
+                 iou_threshold: float = 0.6, max_detections: int = 300, multi_label: bool = True):
+        super().__init__()
+        self.arch = ARCH
+        self.class_names = list(class_names)
+        self.in_channels = in_channels
+        self.modalities = list(DEFAULT_MODALITIES.get(in_channels, []))
+        self.yaml = copy.deepcopy(yaml)
+        self.image_size = image_size
+        self.eval_pad = eval_pad
+        self.conf_threshold = conf_threshold
+        self.iou_threshold = iou_threshold
+        self.max_detections = max_detections
+        self.multi_label = multi_label
+        self.model, self.sources, self.saved = build_layers(self.yaml, len(class_names), in_channels)
+        self.backbone_length = len(self.yaml["backbone"])
+        for module in self.model.modules():
+            if isinstance(module, nn.BatchNorm2d):  # YOLOv5's initialize_weights
+                module.eps, module.momentum = BATCHNORM_EPS, BATCHNORM_MOMENTUM
+        head = self.model[-1]
+        with torch.no_grad():
+            features = self._features(torch.zeros(1, in_channels, 256, 256))
+        head.set_strides(torch.tensor([256 / f.shape[-2] for f in features]))
+        head.initialize_biases()
+        self.stride = int(head.stride.max())
+
+    # --- network ---
+
+    def _features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Run every layer but the head; returns the head's inputs."""
+        outputs = []
+        for layer, source in zip(self.model[:-1], self.sources[:-1]):
+            if source != -1:
+                x = outputs[source] if isinstance(source, int) else \
+                    [x if s == -1 else outputs[s] for s in source]
+            x = layer(x)
+            outputs.append(x if len(outputs) in self.saved else None)
+        return [x if s == -1 else outputs[s] for s in self.sources[-1]]
+
+    def raw_outputs(self, batch: torch.Tensor) -> list[torch.Tensor]:
+        """[B, C, H, W] letterboxed batch (H, W multiples of the stride) -> per level raw head
+        outputs [B, anchors, H/s, W/s, 5 + nc]."""
+        return self.model[-1](self._features(batch))
+
+    def forward(self, images: list[torch.Tensor], targets: list[dict] | None = None):
+        for image in images:
+            if image.dim() != 3 or image.shape[0] != self.in_channels:
+                raise ValueError(
+                    f"{self.arch}: expects [{self.in_channels},H,W] images "
+                    f"({', '.join(self.modalities) or 'its input channels'}), got "
+                    f"{list(image.shape)}; `detector convert --to ir|rgbt` adapts an RGB model")
+        if self.training:
+            if targets is None:
+                raise ValueError("train mode needs targets")
+            return self._losses(images, targets)
+        return self._detect(images)
+
+    def _losses(self, images, targets) -> dict[str, torch.Tensor]:
+        size = self.image_size
+        batch, rows = [], []
+        for index, (image, target) in enumerate(zip(images, targets)):
+            ratio = size / max(image.shape[-2:])
+            boxed, gain, pad = letterbox(image, (size, size), ratio)
+            batch.append(boxed)
+            boxes = target["boxes"].to(image.device).float().reshape(-1, 4)
+            boxes = boxes * gain.to(boxes) + torch.tensor(pad * 2, device=boxes.device)
+            centre_size = xyxy_to_cxcywh(boxes) / size
+            labels = target["labels"].to(image.device).float().reshape(-1, 1)
+            rows.append(torch.cat((torch.full_like(labels, index), labels, centre_size), 1))
+        raw = self.raw_outputs(torch.stack(batch))
+        loss = AnchorLoss(self.model[-1].anchors, self.num_classes, size)
+        return loss(raw, torch.cat(rows))
+
+    def _eval_shape(self, height: int, width: int) -> tuple[tuple[int, int], float]:
+        ratio = self.image_size / max(height, width)
+        shape = [math.ceil(side * ratio / self.stride + self.eval_pad) * self.stride
+                 for side in (height, width)]
+        return (shape[0], shape[1]), ratio
+
+    @torch.no_grad()
+    def _detect(self, images) -> list[dict[str, torch.Tensor]]:
+        # Images of one letterboxed shape run together, so results never depend on batching.
+        groups: dict[tuple[int, int], list[int]] = {}
+        prepared = []
+        for index, image in enumerate(images):
+            shape, ratio = self._eval_shape(*image.shape[-2:])
+            prepared.append(letterbox(image, shape, ratio))
+            groups.setdefault(shape, []).append(index)
+        results: list[dict | None] = [None] * len(images)
+        head = self.model[-1]
+        for indices in groups.values():
+            batch = torch.stack([prepared[i][0] for i in indices])
+            detections = non_max_suppression(head.decode(self.raw_outputs(batch)),
+                                             self.conf_threshold, self.iou_threshold,
+                                             self.max_detections, self.multi_label)
+            for i, found in zip(indices, detections):
+                _, gain, pad = prepared[i]
+                height, width = images[i].shape[-2:]
+                boxes = (found["boxes"] - torch.tensor(pad * 2, device=batch.device)) / gain.to(batch.device)
+                boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
+                boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
+                results[i] = {**found, "boxes": boxes}
+        return results
+
+    # --- contract ---
+
+    def parts(self) -> dict[str, nn.Module]:
+        """stem = layer 0; backbone.<i> = each stride-2 Conv with the layers up to the next one;
+        neck = the yaml's head list but the Detect layer; head = Detect."""
+        stages: list[list[nn.Module]] = []
+        for index in range(1, self.backbone_length):
+            args = self.yaml["backbone"][index][3]
+            starts_stage = self.yaml["backbone"][index][2] == "Conv" and len(args) > 2 and args[2] == 2
+            if starts_stage or not stages:
+                stages.append([])
+            stages[-1].append(self.model[index])
+        parts = {"stem": self.model[0]}
+        parts.update({f"backbone.{i}": nn.ModuleList(stage) for i, stage in enumerate(stages)})
+        parts["neck"] = nn.ModuleList(self.model[self.backbone_length:-1])
+        parts["head"] = self.model[-1]
+        return parts
+
+    def stem_conv(self) -> nn.Conv2d:
+        return self.model[0].conv
+
+    def set_stem_conv(self, conv: nn.Conv2d) -> None:
+        self.model[0].conv = conv
+        self.in_channels = conv.in_channels
+        self.modalities = list(DEFAULT_MODALITIES.get(conv.in_channels, []))
+
+    def remap_head(self, class_names: list[str], mapping: dict[int, int]) -> None:
+        self.model[-1].remap_classes(len(class_names), dict(mapping))
+        self.class_names = list(class_names)
+
+    def build_args(self) -> dict:
+        yaml = copy.deepcopy(self.yaml)
+        yaml["nc"] = self.num_classes
+        yaml["anchors"] = self.model[-1].anchors_px()
+        return {"yaml": yaml, "image_size": self.image_size, "eval_pad": self.eval_pad,
+                "conf_threshold": self.conf_threshold, "iou_threshold": self.iou_threshold,
+                "max_detections": self.max_detections, "multi_label": self.multi_label}
+
+
+# --- checkpoint import ---
+
+def _class_names(model: Record, path: Path) -> list[str]:
+    names = model.get("names")
+    if isinstance(names, dict):
+        names = [names[i] for i in sorted(names)]
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+        raise CheckpointError(f"{path}: YOLOv5 model has no list of class names")
+    return list(names)
+
+
+def _check_layers(record: Record, module: nn.Module, path: Path, prefix: str = "") -> None:
+    """Every torch layer in the pickled tree must have the same type at the same name in ours
+    (catches activations or pooling the yaml does not describe)."""
+    for name, child in record.children().items():
+        ours = getattr(module, name, None)
+        where = f"{prefix}{name}"
+        if ours is None:
+            raise CheckpointError(f"{path}: layer {where} ({child.qualname}) has no counterpart")
+        is_leaf = not child.children()  # containers (Sequential vs ModuleList) may differ
+        if is_leaf and child.module.startswith("torch.nn.modules.") and child.name != type(ours).__name__:
+            raise CheckpointError(f"{path}: layer {where} is {child.name} in the checkpoint but "
+                                  f"{type(ours).__name__} in the rebuilt network")
+        if is_leaf and child.name == "BatchNorm2d" and child.get("eps") != ours.eps:
+            raise CheckpointError(f"{path}: layer {where} has BatchNorm eps {child.get('eps')}; "
+                                  f"YOLOv5 networks are rebuilt with {ours.eps}")
+        _check_layers(child, ours, path, where + ".")
+
+
+def detector_from_record(model: Record, path: Path, **options) -> YOLOv5Detector:
+    """Rebuild a YOLOv5 `models.yolo.Model` record and load its weights (exact names/shapes)."""
+    yaml = model.get("yaml")
+    if not isinstance(yaml, dict) or "backbone" not in yaml or "head" not in yaml:
+        raise CheckpointError(f"{path}: YOLOv5 model has no yaml with backbone and head")
+    names = _class_names(model, path)
+    in_channels = yaml.get("ch", 3)
+    try:
+        detector = YOLOv5Detector(names, yaml, in_channels=in_channels, **options)
+    except (ConfigError, KeyError, TypeError, IndexError) as e:
+        raise CheckpointError(f"{path}: cannot rebuild its YOLOv5 yaml ({e})") from e
+    _check_layers(model, detector, path)
+    # anchor_grid (YOLOv5 <= v5) is derived from anchors and strides; ours computes it.
+    weights = {k: v for k, v in model.state_dict().items() if not k.endswith("anchor_grid")}
+    expected = detector.state_dict()
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(weights) if expected[k].shape != weights[k].shape)
+    if missing or unexpected or wrong:
+        raise CheckpointError(f"{path}: weights do not match the rebuilt YOLOv5 network: "
+                              f"missing {missing[:5]}, unexpected {unexpected[:5]}, "
+                              f"wrong shape {wrong[:5]}")
+    detector.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in weights.items()})
+    return detector.eval()
+
+
+def import_checkpoint(path: str | Path, **options) -> YOLOv5Detector | None:
+    """A Detector from a classic YOLOv5 .pt, or None when the file is not one.
+
+    Uses the checkpoint's EMA when present (as YOLOv5's attempt_load does).
+    """
+    path = Path(path)
+    try:
+        checkpoint = load_pickled(path, YOLOV5_PREFIXES)
+    except RefusedGlobal as e:
+        if e.global_name.startswith("ultralytics."):
+            return None  # an ultralytics checkpoint: the other importer's
+        raise
+    if not isinstance(checkpoint, dict):
+        return None
+    model = checkpoint.get("ema") or checkpoint.get("model")
+    if not isinstance(model, Record) or model.module != "models.yolo":
+        return None
+    return detector_from_record(model, path, **options)
+
+
+def _build(arch: str, class_names, weights=None, backbone_weights=None, in_channels=3,
+           class_map=None, yaml=None, stem_init=None, **options) -> YOLOv5Detector:
+    if backbone_weights is not None:
+        raise ConfigError(f"{arch}: backbone_weights is not supported; give weights= (a YOLOv5 .pt)")
+    if weights is None:
+        if yaml is None:
+            raise ConfigError(f"{arch} needs weights= (a YOLOv5 .pt) or yaml= (a model yaml dict)")
+        detector = YOLOv5Detector(class_names, yaml, in_channels=in_channels, **options)
+        detector.arch = arch
+        return detector
+    path = _resolve(weights)
+    detector = import_checkpoint(path, **options)
+    if detector is None:
+        raise CheckpointError(f"{path}: not a classic YOLOv5 checkpoint")
+    detector.arch = arch
+    if in_channels != detector.in_channels:
+        from detector.models.surgery import adapt_stem
+
+        adapt_stem(detector, in_channels, stem_init or "sum")
+    if list(class_names) != detector.class_names:
+        from detector.models.surgery import remap_classes
+
+        remap_classes(detector, list(class_names), class_map)
+    return detector
+
+
+@register_model(ARCH, family="yolov5")
+def yolov5_classic(class_names, weights=None, backbone_weights=None, in_channels=3,
+                   class_map=None, yaml=None, stem_init=None, **options) -> YOLOv5Detector:
+    """YOLOv5 from a checkpoint (`weights`: path or weights-registry name, e.g. yolov5n.pt) or
+    from a model `yaml` dict (what build_args stores). Head surgery maps the checkpoint's classes
+    to `class_names` (class_map 'auto', {new: old} or None); `in_channels` != 3 adapts the stem
+    (stem_init, default 'sum'). options: image_size, eval_pad, conf_threshold, iou_threshold,
+    max_detections, multi_label."""
+    return _build(ARCH, class_names, weights, backbone_weights, in_channels, class_map, yaml,
+                  stem_init, **options)
+
+
+@register_model("yolov5n", family="yolov5")
+def yolov5n(class_names, weights=None, backbone_weights=None, in_channels=3, class_map=None,
+            yaml=None, stem_init=None, **options) -> YOLOv5Detector:
+    """Classic YOLOv5n: from scratch (YOLOv5 v6's yolov5n layout) or from weights (yolov5n.pt)."""
+    if weights is None and yaml is None:
+        yaml = yolov5_yaml(0.33, 0.25, len(class_names))
+    return _build("yolov5n", class_names, weights, backbone_weights, in_channels, class_map, yaml,
+                  stem_init, **options)
+
+
+def _resolve(weights) -> Path:
+    if Path(weights).is_file():
+        return Path(weights)
+    from detector.weights import resolve
+
+    return Path(resolve(str(weights)))

@@ -1,0 +1,280 @@
+"""The training engine: `fit` runs the stages, `train_one_epoch` is the loop.
+
+    fit(detector, train_data, val_data, out_dir="runs/x", stages=[Stage(3, ("head",)), ...])
+
+`train_data` / `val_data` are datasets of `(image [C,H,W] float 0..1, target)` with targets as in
+detector/data/dataset.py (boxes [M,4] float32 xyxy pixels, labels [M] int64 0-based, image_id).
+Any Detector trains the same way: it returns a dict of losses and the engine sums them.
+
+The run directory gets config.yaml (when `config` is given), last.pt and best.pt (by validation
+mAP50-95), metrics.csv and training_curves.png (loss and mAP per epoch), rewritten each epoch,
+and pr_curves.png and class_ap.png of the best evaluation. A run resumes
+from last.pt at the next epoch with optimizer, schedule, AMP scaler, EMA and RNG state. Under
+torchrun each process trains on its share of every batch (`batch_size` is the global batch) and
+rank 0 evaluates, logs and saves.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import time
+from pathlib import Path
+
+import torch
+import yaml
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from detector.checkpoint import describe_detector, load_checkpoint, save_checkpoint
+from detector.errors import ConfigError, TrainingError
+from detector.train.dist import (
+    all_true, barrier, init_distributed, make_sampler, reduce_mean, unwrap_model, wrap_model,
+)
+from detector.train.ema import ModelEMA
+from detector.train.freezing import Stage, apply_stage, param_groups, resolve_stages, stage_at
+from detector.train.schedule import WarmupCosine
+from detector.train.seeding import rng_state, seed_everything, set_rng_state
+
+
+def _to_device(target: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in target.items()}
+
+
+def _check_finite(loss: torch.Tensor, losses: dict, epoch: int, batch_index: int, targets) -> None:
+    finite = bool(torch.isfinite(loss).item())
+    if all_true(finite, loss.device):
+        return
+    if finite:  # under DDP: another process saw it, and raises with the details
+        raise TrainingError(f"epoch {epoch + 1}, batch {batch_index}: the loss is not finite "
+                            "on another process")
+    terms = ", ".join(f"{name}={value.item():.4g}" for name, value in losses.items())
+    ids = [t.get("image_id", t.get("index")) for t in targets]
+    raise TrainingError(
+        f"epoch {epoch + 1}, batch {batch_index}: the loss is not finite ({terms}); images "
+        f"{ids}. Check those images' boxes, lower train.lr or set train.clip_grad"
+    )
+
+
+def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
+                    schedule: WarmupCosine, scaler: torch.amp.GradScaler, *, epoch: int,
+                    device: torch.device, base_lr: float, clip_grad: float | None = None,
+                    ema: ModelEMA | None = None, show_progress: bool = True) -> dict:
+    """One pass over `loader`; returns the mean of each loss term, 'loss' (their sum), 'lr' (at
+    the end) and 'images_per_s'. Raises TrainingError on a non-finite loss."""
+    model.train()
+    sums: dict[str, float] = {}
+    images_seen, start = 0, time.perf_counter()
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}", unit="batch", disable=not show_progress,
+               dynamic_ncols=True, leave=False)
+    trained = [p for group in optimizer.param_groups for p in group["params"]]
+    batch_index = -1
+    for batch_index, (images, targets) in enumerate(bar):
+        images = [image.to(device, non_blocking=True) for image in images]
+        targets = [_to_device(target, device) for target in targets]
+        schedule.apply(optimizer, base_lr)
+        with torch.autocast(device.type, enabled=scaler.is_enabled()):  # AMP
+            losses = model(images, targets)
+        loss = sum(value.float() for value in losses.values())
+        _check_finite(loss, losses, epoch, batch_index, targets)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()  # under DDP, gradients are averaged across ranks here
+        if clip_grad:
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(trained, clip_grad)
+        scaler.step(optimizer)
+        scaler.update()
+        schedule.step()
+        if ema is not None:
+            ema.update(unwrap_model(model))  # EMA
+        for name, value in [("loss", loss), *losses.items()]:
+            sums[name] = sums.get(name, 0.0) + value.item()
+        images_seen += len(images)
+        bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}",
+                        img_s=f"{images_seen / (time.perf_counter() - start):.1f}")
+    batches = max(1, batch_index + 1)
+    means = {name: reduce_mean(torch.tensor(total / batches, device=device)).item()
+             for name, total in sums.items()}
+    return {**means, "lr": optimizer.param_groups[0]["lr"],
+            "images_per_s": images_seen / max(time.perf_counter() - start, 1e-9)}
+
+
+def build_optimizer(groups: list[dict], name: str, lr: float, momentum: float,
+                    weight_decay: float) -> torch.optim.Optimizer:
+    """SGD (Nesterov-free, as torchvision's detection recipes) or AdamW (beta1 = momentum)."""
+    if not groups:
+        raise TrainingError("this stage trains no parameters (every part is frozen)")
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, betas=(momentum, 0.999), weight_decay=weight_decay)
+    raise ConfigError(f"train.optimizer: expected 'sgd' or 'adamw', got {name!r}")
+
+
+def _collate(batch):
+    from detector.data.dataset import collate_detection
+
+    return collate_detection(batch)
+
+
+def _default_evaluate(detector, data, *, backend, batch_size, device):
+    from detector.evaluation.coco import evaluate
+
+    return evaluate(detector, data, backend=backend, batch_size=batch_size, device=device)
+
+
+def _write_text_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _write_metrics(path: Path, history: list[dict]) -> None:
+    columns = list(dict.fromkeys(key for row in history for key in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: ("" if v is None else f"{v:.6g}" if isinstance(v, float) else v)
+                         for k, v in row.items()})
+    _write_text_atomically(path, buffer.getvalue())
+
+
+def _plot(out_dir: Path, best_metrics) -> None:
+    """training_curves.png from metrics.csv; with new best metrics (a COCO `Metrics`), their
+    pr_curves.png and class_ap.png, so those always describe best.pt."""
+    from detector.evaluation.metrics import Metrics
+    from detector.evaluation.report import plot_metrics, plot_training_curves
+
+    plot_training_curves(out_dir / "metrics.csv", out_dir / "training_curves.png")
+    if isinstance(best_metrics, Metrics):  # an injected evaluate_fn may return only .stats
+        plot_metrics(best_metrics, out_dir)
+
+
+def resolve_device(device: str | None, local_rank: int = 0) -> torch.device:
+    if device is None:
+        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device: {device} was asked for but CUDA is not available")
+    return device
+
+
+def fit(detector: nn.Module, train_data: Dataset, val_data: Dataset | None = None, *,
+        out_dir: str | Path, epochs: int | None = None, stages: list[Stage] | list[dict] | None = None,
+        preset: str | None = None, batch_size: int = 4, optimizer: str = "sgd", lr: float = 0.01,
+        momentum: float = 0.9, weight_decay: float = 1e-4, warmup_epochs: float = 1.0,
+        cosine: bool = True, final_lr_ratio: float = 0.01, amp: bool = True,
+        clip_grad: float | None = 10.0, ema: bool = False, ema_decay: float = 0.9998,
+        eval_every: int = 1, eval_backend: str = "faster", lr_mult: dict | None = None,
+        layer_decay: float | None = None, workers: int = 0, seed: int = 0,
+        device: str | None = None, resume: bool = False, config: dict | None = None,
+        evaluate_fn=None, collate_fn=None, show_progress: bool = True) -> dict:
+    """Train `detector` through its stages, writing the run directory `out_dir`.
+
+    Stages come from `stages`, else `preset` over `epochs` (default finetune_all). `batch_size`
+    is the global batch (split across torchrun processes). `evaluate_fn(detector, data,
+    backend=, batch_size=, device=)` returns an object with `.stats["AP"]`, `.stats["AP50"]`
+    (default: detector.evaluation.coco.evaluate); it runs every `eval_every` epochs and at the
+    end. With `resume`, training continues from `out_dir/last.pt` at its next epoch.
+
+    Returns {"out_dir", "epochs", "best_metric", "best_epoch", "history"}.
+    """
+    context = init_distributed(device)
+    device = resolve_device(device, context.local_rank)
+    out_dir = Path(out_dir)
+    if context.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if config is not None:
+            _write_text_atomically(out_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+    if batch_size % context.world_size:
+        raise ConfigError(f"train.batch_size {batch_size} does not split over {context.world_size} processes")
+    seed_everything(seed + context.rank)
+    base = unwrap_model(detector)
+    part_names = list(base.parts())
+    stages = resolve_stages(part_names, epochs=epochs, stages=stages, preset=preset, lr_mult=lr_mult)
+    total_epochs = sum(stage.epochs for stage in stages)
+    base.to(device)
+    averaged = ModelEMA(base, decay=ema_decay) if ema else None
+    scaler = torch.amp.GradScaler(device.type, enabled=amp and device.type == "cuda")
+    sampler = make_sampler(train_data, context, shuffle=True, seed=seed)
+    loader = DataLoader(train_data, batch_size=batch_size // context.world_size, sampler=sampler,
+                        num_workers=workers, collate_fn=collate_fn or _collate,
+                        pin_memory=device.type == "cuda", persistent_workers=workers > 0)
+    steps_per_epoch = len(loader)
+    if steps_per_epoch == 0:
+        raise TrainingError("the training set is empty: nothing to train on")
+    schedule = WarmupCosine(total_epochs * steps_per_epoch, round(warmup_epochs * steps_per_epoch),
+                            cosine=cosine, final_ratio=final_lr_ratio)
+    evaluate_fn = evaluate_fn or _default_evaluate
+    start_epoch, best_metric, best_epoch, history, saved = 0, None, None, [], None
+    if resume:
+        for stale in out_dir.glob(".*.pt.*.tmp"):  # left by a process killed while saving
+            stale.unlink(missing_ok=True)
+        saved = load_checkpoint(out_dir / "last.pt")
+        base.load_state_dict(saved["model"])
+        if averaged is not None and saved.get("ema"):
+            averaged.load_state_dict(saved["ema"])
+        if saved.get("scaler"):
+            scaler.load_state_dict(saved["scaler"])
+        schedule.load_state_dict(saved["scheduler"])
+        start_epoch, history = saved["epoch"], list(saved.get("history", []))
+        best_metric, best_epoch = saved.get("best_metric"), saved.get("best_epoch")
+        if context.is_main:
+            set_rng_state(saved["rng"])
+        else:  # only rank 0's state is saved; the others get a fresh, distinct stream
+            seed_everything(seed + context.rank + 1000 * start_epoch)
+    if start_epoch >= total_epochs and context.is_main:
+        tqdm.write(f"{out_dir}: already trained {start_epoch} of {total_epochs} epochs; "
+                   "raise train.epochs to continue")
+    model, opt, stage_index = None, None, None
+    for epoch in range(start_epoch, total_epochs):
+        index, stage = stage_at(stages, epoch)
+        if index != stage_index:  # a new stage: new trainable set, fresh optimizer, re-wrapped DDP
+            apply_stage(base, stage)
+            opt = build_optimizer(param_groups(base, stage, lr, weight_decay, layer_decay),
+                                  optimizer, lr, momentum, weight_decay)
+            if saved is not None and saved.get("stage") == index and saved.get("optimizer"):
+                opt.load_state_dict(saved["optimizer"])  # resumed inside this stage
+            model, stage_index = wrap_model(base, context, device), index
+        sampler.set_epoch(epoch)
+        started = time.perf_counter()
+        stats = train_one_epoch(model, loader, opt, schedule, scaler, epoch=epoch, device=device,
+                                base_lr=lr, clip_grad=clip_grad, ema=averaged,
+                                show_progress=show_progress and context.is_main)
+        row = {"epoch": epoch + 1, "stage": index + 1, **stats,
+               "epoch_s": time.perf_counter() - started, "AP": None, "AP50": None}
+        last_epoch = epoch + 1 == total_epochs
+        improved, metrics = False, None
+        if context.is_main and val_data is not None and ((epoch + 1) % eval_every == 0 or last_epoch):
+            evaluated = averaged.module if averaged is not None else base
+            metrics = evaluate_fn(evaluated, val_data, backend=eval_backend,
+                                  batch_size=max(1, batch_size // context.world_size), device=device)
+            row["AP"], row["AP50"] = float(metrics.stats["AP"]), float(metrics.stats["AP50"])
+            improved = best_metric is None or row["AP"] > best_metric
+            if improved:
+                best_metric, best_epoch = row["AP"], epoch + 1
+        history.append(row)
+        if context.is_main:
+            state = {
+                **describe_detector(base), "model": base.state_dict(),
+                "ema": averaged.state_dict() if averaged is not None else None,
+                "optimizer": opt.state_dict(), "scheduler": schedule.state_dict(),
+                "scaler": scaler.state_dict(), "epoch": epoch + 1, "stage": index,
+                "config": config, "rng": rng_state(), "history": history,
+                "best_metric": best_metric, "best_epoch": best_epoch,
+            }
+            save_checkpoint(out_dir / "last.pt", state)
+            if improved:
+                save_checkpoint(out_dir / "best.pt", state)
+            _write_metrics(out_dir / "metrics.csv", history)
+            _plot(out_dir, metrics if improved else None)
+            if show_progress:
+                ap = "" if row["AP"] is None else f"  AP {row['AP']:.4f}  AP50 {row['AP50']:.4f}"
+                tqdm.write(f"epoch {epoch + 1}/{total_epochs}  stage {index + 1}  loss "
+                           f"{row['loss']:.4f}  {row['images_per_s']:.1f} img/s{ap}")
+        barrier()
+    return {"out_dir": out_dir, "epochs": total_epochs, "best_metric": best_metric,
+            "best_epoch": best_epoch, "history": history}
