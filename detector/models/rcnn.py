@@ -21,7 +21,11 @@ torchvision's defaults per arch), norm ('frozen': FrozenBatchNorm2d in the backb
 torchvision choice for pretrained backbones and small batches; 'batch': BatchNorm2d; default
 frozen when pretrained weights are loaded, batch from scratch; v2 always defaults to batch as in
 torchvision), image_mean/image_std (per-channel input statistics), stem_init (how a pretrained
-stem is adapted when in_channels != 3, see surgery.py).
+stem is adapted when in_channels != 3, see surgery.py), and for small objects or small CPUs:
+anchor_scale (multiplies every anchor size; the anchor count per location, hence a pretrained RPN,
+is kept), box_batch_size_per_image (RoIs sampled per image for the box head, torchvision 512:
+the box head dominates the cost of a small image), rpn_post_nms_top_n_train/_test (proposals
+kept), box_detections_per_img.
 """
 
 from __future__ import annotations
@@ -44,7 +48,11 @@ from detector.models.detector import Detector
 from detector.models.registry import register_model
 
 NORMS = ("frozen", "batch")
-OPTIONS = ("min_size", "max_size", "norm", "image_mean", "image_std", "stem_init")
+# torchvision FasterRCNN keyword arguments passed through as they are.
+TORCHVISION_OPTIONS = ("box_batch_size_per_image", "rpn_post_nms_top_n_train",
+                       "rpn_post_nms_top_n_test", "box_detections_per_img")
+OPTIONS = ("min_size", "max_size", "norm", "image_mean", "image_std", "stem_init", "anchor_scale",
+           *TORCHVISION_OPTIONS)
 
 # torchvision's COCO builders and the norm torchvision uses when their weights are loaded.
 COCO_ARCHS = {
@@ -79,6 +87,7 @@ class RCNNDetector(Detector):
         self.model = model
         self.class_names = list(class_names)
         self.norm = norm
+        self.tuning: dict = {}  # anchor_scale and TORCHVISION_OPTIONS given at build time
         self.in_channels = self.stem_conv().in_channels
         self.modalities = _default_modalities(self.in_channels)
 
@@ -141,7 +150,7 @@ class RCNNDetector(Detector):
         return {"min_size": min_size[0] if len(min_size) == 1 else min_size,
                 "max_size": int(transform.max_size), "norm": self.norm,
                 "image_mean": [float(m) for m in transform.image_mean],
-                "image_std": [float(s) for s in transform.image_std]}
+                "image_std": [float(s) for s in transform.image_std], **self.tuning}
 
     # --- surgery hooks --------------------------------------------------------------------------
 
@@ -323,7 +332,20 @@ def _size_kwargs(options: dict) -> dict:
         kwargs["min_size"] = tuple(min_size) if isinstance(min_size, (list, tuple)) else int(min_size)
     if options.get("max_size") is not None:
         kwargs["max_size"] = int(options["max_size"])
+    for name in TORCHVISION_OPTIONS:
+        if options.get(name) is not None:
+            kwargs[name] = int(options[name])
     return kwargs
+
+
+def _scale_anchors(model: FasterRCNN, scale: float) -> None:
+    """Multiply every anchor size by `scale`, keeping the number of anchors per location."""
+    if scale <= 0:
+        raise ConfigError(f"anchor_scale must be > 0, got {scale}")
+    generator = model.rpn.anchor_generator
+    generator.sizes = tuple(tuple(float(size) * scale for size in level) for level in generator.sizes)
+    generator.cell_anchors = [generator.generate_anchors(sizes, ratios) for sizes, ratios
+                              in zip(generator.sizes, generator.aspect_ratios)]
 
 
 def _mobilenet_fpn(features: nn.Sequential) -> tuple[BackboneWithFPN, AnchorGenerator,
@@ -392,6 +414,10 @@ def _build(arch: str, class_names: list[str], weights, backbone_weights, in_chan
     if norm == "frozen":
         _freeze_batchnorm(model.backbone.body, eps)
     detector = RCNNDetector(arch, model, class_names, norm)
+    detector.tuning = {name: options[name] for name in ("anchor_scale", *TORCHVISION_OPTIONS)
+                       if options.get(name) is not None}
+    if options.get("anchor_scale") is not None:
+        _scale_anchors(model, float(options["anchor_scale"]))
     if backbone_weights is not None:
         _load_backbone(detector, backbone_weights)
     if weights is not None:
