@@ -227,6 +227,13 @@ def test_bench_end_to_end_then_reused(tmp_path, capsys, monkeypatch):
         assert f"| {row['run']} | fasterrcnn_mobilenet_v3_large_320_fpn | scratch |" in markdown
         assert row["run"] in printed and shown in printed and shown in markdown
     assert "mAP50-95" in printed and "| circle |" in markdown
+    # Validation mAP50 after each epoch, as metrics.csv of each run holds it.
+    from detector.evaluation.report import read_metrics_csv
+
+    assert "## Validation mAP50 after each epoch" in markdown
+    for row in rows:
+        history = read_metrics_csv(out / row["run"] / "metrics.csv")
+        assert f"| {row['run']} | {history[-1]['AP50']:.3f} |" in markdown
     for plot in ("ap_vs_epoch.png", "per_class_ap.png"):
         data = (out / plot).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 5000

@@ -7,7 +7,8 @@ runs finished before (same config, same test split) are reused. OUT gets
 - results.csv: one row per run: scores (the 12 COCO stats), per-class AP and AP50 (`AP/<class>`,
   `AP50/<class>`), train time (s), train and eval images/s, parameters;
 - results.md: the same as Markdown tables (runs, per-class AP, mean and spread over the grid);
-- ap_vs_epoch.png (validation mAP50-95 per epoch, every run) and per_class_ap.png (grouped bars).
+- ap_vs_epoch.png (validation mAP50-95 and mAP50 per epoch, every run) and per_class_ap.png
+  (grouped bars); results.md also tabulates validation mAP50 after each epoch.
 """
 
 from __future__ import annotations
@@ -141,6 +142,7 @@ def write_csv(results: list[dict], path: Path) -> None:
 
 
 def write_markdown(results: list[dict], path: Path, plots: list[Path]) -> None:
+    headers, rows = epoch_rows(results, path.parent)
     test = sorted({r["test"] for r in results})
     parts = [f"# Benchmark: {path.parent.name}", "",
              f"Scored on {', '.join(test)} (COCO mAP; train time is the sum of the training "
@@ -149,6 +151,8 @@ def write_markdown(results: list[dict], path: Path, plots: list[Path]) -> None:
     grouped = group_rows(results)
     if grouped:
         parts += ["## Over the grid", "", markdown_table(*grouped), ""]
+    if len(headers) > 1:
+        parts += ["## Validation mAP50 after each epoch", "", markdown_table(headers, rows), ""]
     parts += [f"![{plot.stem}]({plot.name})" for plot in plots]
     path.write_text("\n".join(parts) + "\n")
 
@@ -162,32 +166,41 @@ def _figure(width: float = 7, height: float = 4):
     return figure
 
 
-def _ap_history(run_dir: Path) -> list[tuple[int, float]]:
-    """(epoch, validation AP) from the run's metrics.csv, evaluated epochs only."""
+def _ap_history(run_dir: Path, metric: str = "AP") -> list[tuple[int, float]]:
+    """(epoch, validation `metric`) from the run's metrics.csv, evaluated epochs only."""
     from detector.evaluation.report import read_metrics_csv
 
     path = run_dir / "metrics.csv"
     if not path.is_file():
         return []
-    return [(int(row["epoch"]), row["AP"]) for row in read_metrics_csv(path)
-            if row.get("AP") is not None]
+    return [(int(row["epoch"]), row[metric]) for row in read_metrics_csv(path)
+            if row.get(metric) is not None]
+
+
+def epoch_rows(results: list[dict], out_dir: Path, metric: str = "AP50"):
+    """(headers, rows): validation `metric` of every run after each evaluated epoch."""
+    histories = {r["name"]: dict(_ap_history(out_dir / r["name"], metric)) for r in results}
+    epochs = sorted({epoch for history in histories.values() for epoch in history})
+    rows = [[name, *[history.get(epoch) for epoch in epochs]] for name, history in histories.items()]
+    return ["run", *[f"epoch {epoch}" for epoch in epochs]], rows
 
 
 def plot_ap_vs_epoch(results: list[dict], out_dir: Path) -> Path:
     from matplotlib.ticker import MaxNLocator
 
-    figure = _figure()
-    axes = figure.add_subplot()
-    for r in results:
-        points = _ap_history(out_dir / r["name"])
-        if points:
-            axes.plot(*zip(*points), marker="o", label=r["name"])
-    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes.set_xlabel("epoch")
-    axes.set_ylabel("validation mAP50-95")
-    axes.grid(alpha=0.3)
-    if axes.get_legend_handles_labels()[0]:
-        axes.legend(fontsize="small")
+    figure = _figure(11, 4)
+    for index, (metric, label) in enumerate((("AP", "mAP50-95"), ("AP50", "mAP50"))):
+        axes = figure.add_subplot(1, 2, index + 1)
+        for r in results:
+            points = _ap_history(out_dir / r["name"], metric)
+            if points:
+                axes.plot(*zip(*points), marker="o", label=r["name"])
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.set_xlabel("epoch")
+        axes.set_ylabel(f"validation {label}")
+        axes.grid(alpha=0.3)
+        if index == 1 and axes.get_legend_handles_labels()[0]:
+            axes.legend(fontsize="small")
     figure.tight_layout()
     figure.savefig(out_dir / "ap_vs_epoch.png")
     return out_dir / "ap_vs_epoch.png"

@@ -41,6 +41,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--class-map", choices=["auto"],
                    help="map the model's classes to the dataset's by name (for a model trained "
                    "on other classes, e.g. a COCO detector on a subset of COCO's classes)")
+    p.add_argument("--stem-init", choices=["sum", "zero", "mean"],
+                   help="when the data has other channels than the model (an RGB model on LWIR "
+                   "or RGB+LWIR data): adapt its stem with this init, as `detector convert` does "
+                   "(default: sum for 1 channel, zero for extra channels)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when present)")
     p.add_argument("--workers", type=int, help="data loading processes (default: 0 on CPU)")
@@ -74,6 +78,28 @@ def _load_detector(args, records):
     return detector
 
 
+def _adapt_to_data(detector, records, init: str | None) -> None:
+    """An RGB model on LWIR (1 channel) or RGB+LWIR (4) data: adapt its stem in place, saying so.
+    `sum` on a grey image gives exactly the RGB model's output on that image in 3 channels;
+    `zero` gives exactly the RGB model's output on the RGB part."""
+    from detector.data.images import modality_channels
+    from detector.models.surgery import adapt_stem
+
+    channels = sum(modality_channels(m) for m in records.modalities)
+    if detector.in_channels == channels:
+        return
+    if detector.in_channels != 3:
+        raise ConfigError(f"{detector.arch}: takes {detector.in_channels} input channels, the data "
+                          f"has {channels} ({'+'.join(records.modalities)}); only a 3-channel RGB "
+                          "model can be adapted here")
+    init = init or ("sum" if channels < 3 else "zero")
+    adapt_stem(detector, channels, init)
+    detector.modalities = list(records.modalities)
+    print(f"note: the model is RGB and the data {'+'.join(records.modalities)} ({channels} "
+          f"channels): its stem was adapted with the `{init}` init, as `detector convert "
+          f"--to {'ir' if channels == 1 else 'rgbt'} --init {init}` does")
+
+
 def run(args) -> int:
     from detector.data.readers import read_dataset
     from detector.evaluation.coco import evaluate, evaluate_predictions, gc_paused
@@ -91,6 +117,7 @@ def run(args) -> int:
         metrics = evaluate_predictions(records, args.predictions, backend=args.backend)
     else:
         detector = _load_detector(args, records)
+        _adapt_to_data(detector, records, args.stem_init)
         metrics = evaluate(detector, records, backend=args.backend, batch_size=args.batch_size,
                            device=args.device, workers=args.workers, results_path=args.results)
     print(metrics.table())
