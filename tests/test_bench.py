@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from detector.benchmark import config_hash, describe_strategy, plan_bench
+from detector.bench_runner import describe_strategy
+from detector.benchmark import config_hash, plan_bench
 from detector.cli import main
 from detector.commands.bench import group_rows, markdown_table
 from detector.config import SourceConfig

@@ -235,7 +235,8 @@ def write_report(results: list[dict], out_dir: str | Path) -> list[Path]:
 
 
 def run(args) -> int:
-    from detector.benchmark import plan_bench, run_bench
+    from detector.bench_runner import run_bench
+    from detector.benchmark import plan_bench
     from detector.config import SourceConfig
     from detector.tables import format_table
 
