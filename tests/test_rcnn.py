@@ -242,3 +242,24 @@ def test_backbone_weights_with_torchvision_key_names(tmp_path):
     torch.save(wrong, path)
     with pytest.raises(WeightsError, match="missing keys"):
         build_detector("fasterrcnn_resnet18", CLASSES, backbone_weights=str(path), **SMALL)
+
+
+@pytest.mark.parametrize("arch", ["fasterrcnn_mobilenet_v2", "fasterrcnn_resnet18"])
+def test_anchor_scale_and_roi_sampling_options_reach_torchvision_and_round_trip(arch):
+    plain = build_detector(arch, CLASSES, **SMALL)
+    tuned = build_detector(arch, CLASSES, anchor_scale=0.5, box_batch_size_per_image=64,
+                           rpn_post_nms_top_n_train=200, **SMALL)
+    half = [[size / 2 for size in level] for level in plain.model.rpn.anchor_generator.sizes]
+    assert [list(level) for level in tuned.model.rpn.anchor_generator.sizes] == half
+    # the anchors themselves (not only the recorded sizes) are halved; counts per location kept
+    for a, b in zip(plain.model.rpn.anchor_generator.cell_anchors,
+                    tuned.model.rpn.anchor_generator.cell_anchors):
+        assert a.shape == b.shape and torch.allclose(b, a / 2, atol=1)  # torchvision rounds
+    assert tuned.model.roi_heads.fg_bg_sampler.batch_size_per_image == 64
+    assert tuned.model.rpn._post_nms_top_n["training"] == 200
+    args = tuned.build_args()
+    assert args["anchor_scale"] == 0.5 and args["box_batch_size_per_image"] == 64
+    rebuilt = build_detector(arch, CLASSES, **args)
+    assert rebuilt.model.rpn.anchor_generator.sizes == tuned.model.rpn.anchor_generator.sizes
+    with pytest.raises(ConfigError, match="anchor_scale must be > 0"):
+        build_detector(arch, CLASSES, anchor_scale=0, **SMALL)
