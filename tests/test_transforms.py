@@ -192,3 +192,27 @@ def test_bad_specs_are_config_errors():
 def test_8_bit_transform_on_lwir_warns_about_16_bit_loss():
     with pytest.warns(UserWarning, match=r"augment\[0\]: CLAHE works in 8 bits"):
         build_transforms([{"name": "CLAHE", "modality": "lwir"}], None, ["lwir"])
+
+
+@pytest.mark.parametrize("spec", [
+    [{"name": "HorizontalFlip", "p": 1.0}],
+    [{"name": "Affine", "scale": [0.8, 1.2], "translate_percent": [-0.1, 0.1], "p": 1.0},
+     {"name": "RandomBrightnessContrast", "brightness_limit": 0.2, "contrast_limit": 0.2, "p": 1.0}],
+])
+def test_8_bit_data_is_augmented_in_uint8_with_the_same_result_as_in_float(spec):
+    """8-bit images stay uint8 inside (fast paths); the output matches float input to 8-bit
+    precision and is float32 0..1 either way."""
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (90, 120, 3), dtype=np.uint8)
+    boxes, labels = np.array([[10, 20, 60, 70]], np.float32), np.array([1])
+    outputs = []
+    for pixels in (image, image.astype(np.float32) / 255):
+        transform = build_transforms(spec, image_size=64)  # the same draws for both
+        torch.manual_seed(3)
+        outputs.append(transform({"rgb": pixels}, boxes, labels))
+    fast, slow = outputs
+    assert fast["images"]["rgb"].dtype == np.float32
+    assert 0 <= fast["images"]["rgb"].min() and fast["images"]["rgb"].max() <= 1
+    assert np.abs(fast["images"]["rgb"] - slow["images"]["rgb"]).mean() < 2 / 255
+    np.testing.assert_allclose(fast["boxes"], slow["boxes"], atol=1e-4)
+    assert fast["pad"] == slow["pad"]
