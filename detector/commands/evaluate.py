@@ -96,7 +96,7 @@ def _adapt_to_data(detector, records, init: str | None) -> None:
     adapt_stem(detector, channels, init)
     detector.modalities = list(records.modalities)
     print(f"note: the model is RGB and the data {'+'.join(records.modalities)} ({channels} "
-          f"channels): its stem was adapted with the `{init}` init, as `detector convert "
+          f"channel{'s' if channels > 1 else ''}): its stem was adapted with the `{init}` init, as `detector convert "
           f"--to {'ir' if channels == 1 else 'rgbt'} --init {init}` does")
 
 
