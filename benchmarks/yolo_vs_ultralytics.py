@@ -6,8 +6,9 @@
 
 `--init`: what both runs start from: a `detector convert --model yolov5n.pt --to yolov5nu`
 output, an ultralytics .pt, or an arch name (then seeded random weights: training from scratch).
-The head is remapped to BCCD's classes (RBC, WBC, Platelets) once, here, and the result is
-written as an ultralytics checkpoint (the whole module pickled, as ultralytics writes it) so that
+The network is rebuilt once, here, for BCCD's classes (RBC, WBC, Platelets): every tensor of the
+init whose shape is unchanged is kept, the class branch starts fresh (`convert` leaves the head
+fresh anyway). The result is written as an ultralytics checkpoint (the whole module pickled, as ultralytics writes it) so that
 ultralytics loads exactly the same weights; it would otherwise drop the 80-class head itself.
 
 Both train on bccd train at the same image size, batch, epochs, optimizer (SGD, momentum 0.937),
@@ -49,7 +50,6 @@ from detector.data.writers import write_yolo  # noqa: E402
 from detector.evaluation.coco import evaluate  # noqa: E402
 from detector.models.loading import load_model  # noqa: E402
 from detector.models.registry import build_detector  # noqa: E402
-from detector.models.surgery import remap_classes  # noqa: E402
 from detector.models.yolo import YOLODetector, import_checkpoint  # noqa: E402
 from detector.tables import format_table  # noqa: E402
 from detector.train.engine import fit  # noqa: E402
@@ -90,8 +90,18 @@ def initial_detector(spec: str, class_names: list[str], seed: int) -> YOLODetect
     if not isinstance(detector, YOLODetector):
         sys.exit(f"{spec}: is a {type(detector).__name__}; this benchmark compares ultralytics models")
     if detector.class_names != class_names:
+        # Rebuilt for the new classes as ultralytics would build it (its class branch is as wide
+        # as max(channels, classes), so a head remapped in place from 80 classes would not load
+        # there); every tensor whose shape is unchanged is carried over, the class branch is fresh.
         torch.manual_seed(seed)
-        remap_classes(detector, class_names, None)
+        fresh = build_detector(detector.arch, class_names)
+        target = fresh.model.state_dict()
+        kept = {key: value for key, value in detector.model.state_dict().items()
+                if key in target and target[key].shape == value.shape}
+        fresh.model.load_state_dict(kept, strict=False)
+        print(f"{spec}: {len(kept)} of {len(target)} tensors carried over to the "
+              f"{len(class_names)}-class network; the rest (class branch) start fresh")
+        detector = fresh
     return detector.train()
 
 
