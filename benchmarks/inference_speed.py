@@ -2,7 +2,9 @@
 
     DETECTOR_DATA=../shared/data .venv/bin/python benchmarks/inference_speed.py \\
         --model runs/yvu_converted/theirs/weights/last.pt --data bccd --split test \\
-        [--image-size 640] [--batch 16] [--repeat 2] [--device cpu]
+        --image-size 320 [--batch 16] [--repeat 2] [--device cpu]
+
+`--image-size`: the size the model was trained at (the yolo_vs_ultralytics model: 320).
 
 Both load the same ultralytics checkpoint and go from image files to the COCO metrics of one
 split: decode, letterbox, network, NMS (conf 0.001, IoU 0.7, 300 detections), matching. Each
@@ -80,7 +82,8 @@ def main(argv=None) -> None:
     write_yolo(records, work / "data", "val", link=True)
     data_yaml = work / "data.yaml"
     names = "\n".join(f"  {i}: {name}" for i, name in enumerate(records.class_names))
-    data_yaml.write_text(f"path: {(work / 'data').resolve()}\nval: images/val\nnames:\n{names}\n")
+    data_yaml.write_text(f"path: {(work / 'data').resolve()}\ntrain: images/val\nval: images/val\n"
+                         f"names:\n{names}\n")
     sides = {"detector eval": lambda: run_ours(args, records),
              "ultralytics val": lambda: run_theirs(args, data_yaml, work)}
     best = {}
