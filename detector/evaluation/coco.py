@@ -298,7 +298,8 @@ def _to_original(output: dict, target: dict) -> dict:
 
 def predict_dataset(detector, dataset, batch_size: int = 8, device=None, workers: int | None = None,
                     progress: bool = True) -> tuple[list[dict], float]:
-    """Run `detector` over `dataset` in eval mode, under torch.inference_mode.
+    """Run `detector` over `dataset` in eval mode, under torch.inference_mode (through its
+    `for_inference()` copy when it has one).
 
     Returns (predictions, seconds): predictions[i] = {"boxes" [N,4] xyxy pixels of the original
     image i, "scores" [N], "labels" [N]} as numpy arrays; seconds of the loop (loading included).
@@ -314,12 +315,14 @@ def predict_dataset(detector, dataset, batch_size: int = 8, device=None, workers
     predictions: list[dict | None] = [None] * len(dataset)
     was_training = detector.training
     detector.to(device).eval()
+    # BatchNorm folded into the convolutions where the family can (a copy: `detector` is kept)
+    model = detector.for_inference() if hasattr(detector, "for_inference") else detector
     started = time.perf_counter()
     try:
         with torch.inference_mode(), tqdm(total=len(dataset), unit="img", desc="eval",
                                           disable=not progress, leave=False) as bar:
             for images, targets in loader:
-                outputs = detector([image.to(device, non_blocking=True) for image in images])
+                outputs = model([image.to(device, non_blocking=True) for image in images])
                 for output, target in zip(outputs, targets):
                     predictions[int(target["index"])] = _to_original(output, target)
                 bar.update(len(images))

@@ -173,6 +173,12 @@ class YOLODetector(Detector):
         if self.cfg is not None:
             self.cfg["channels"] = conv.in_channels
 
+    def for_inference(self) -> "YOLODetector":
+        """A copy with ultralytics' own Conv + BatchNorm fusion (as its validator runs)."""
+        fused = copy.deepcopy(self).eval()
+        fused.model.fuse(verbose=False)
+        return fused
+
     def remap_head(self, class_names: list[str], mapping: dict[int, int]) -> None:
         """New class convolutions (cv3[i][-1], and one2one_cv3 for NMS-free heads) for
         `class_names`; rows of mapped classes are copied, the others get a fresh init with

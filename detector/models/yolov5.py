@@ -67,6 +67,19 @@ class YOLOv5Detector(Detector):
     multi_label: NMS settings of YOLOv5's val.py.
     """
 
+    def for_inference(self) -> "YOLOv5Detector":
+        """A copy with every Conv's BatchNorm folded into its convolution (YOLOv5's fuse)."""
+        from ultralytics.nn.modules import Conv
+        from ultralytics.utils.torch_utils import fuse_conv_and_bn
+
+        fused = copy.deepcopy(self).eval()
+        for module in fused.modules():
+            if isinstance(module, Conv) and hasattr(module, "bn"):
+                module.conv = fuse_conv_and_bn(module.conv, module.bn)
+                del module.bn
+                module.forward = module.forward_fuse
+        return fused
+
     def __init__(self, class_names: list[str], yaml: dict, in_channels: int = 3,
                  image_size: int = 640, eval_pad: float = 0.5, conf_threshold: float = 0.001,
                  iou_threshold: float = 0.6, max_detections: int = 300, multi_label: bool = True):
