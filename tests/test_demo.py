@@ -40,7 +40,7 @@ def test_demo_without_weights_says_it_trains_from_scratch(tmp_path, monkeypatch,
 def test_demo_fine_tunes_the_imagenet_backbone_and_prints_map(tmp_path, shared_weights,
                                                               monkeypatch, capsys):
     monkeypatch.setenv("DETECTOR_WEIGHTS", str(shared_weights))
-    assert main(["demo", "--out", str(tmp_path), "--epochs", "2"]) == 0
+    assert main(["demo", "--out", str(tmp_path), "--epochs", "3"]) == 0
     out = capsys.readouterr().out
     assert "ImageNet mobilenet_v2_imagenet" in out
     run = tmp_path / "run"
@@ -50,6 +50,6 @@ def test_demo_fine_tunes_the_imagenet_backbone_and_prints_map(tmp_path, shared_w
         assert len(_table_row(out, name)) == 4
     all_row = _table_row(out, "all")
     assert all_row[1] == "47"
-    # two epochs from ImageNet features already find the shapes (measured AP50 0.25 with seed 0;
-    # six epochs: 0.94)
-    assert float(all_row[3]) > 0.1
+    # three epochs (one of warmup) from ImageNet features already find the shapes (measured
+    # AP50 0.64 with seed 0; two epochs: 0.01, four: 0.82, six: 0.98)
+    assert float(all_row[3]) > 0.3
