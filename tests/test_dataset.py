@@ -156,3 +156,24 @@ def test_corrupt_image_names_the_file(tmp_path):
 def test_unknown_channel_name_is_an_error(tmp_path):
     with pytest.raises(DatasetError, match="unknown modality 'depth'"):
         DetectionDataset(make_records(tmp_path), channels=["depth"])
+
+
+def test_long_side_resizes_the_stored_pixels_and_maps_back(tmp_path):
+    """Evaluation loading for detectors that resize first (YOLO): OpenCV resize on the 8- and
+    16-bit pixels, aspect kept, no padding; `_to_original` undoes it exactly."""
+    from detector.evaluation.coco import _to_original
+
+    records = make_records(tmp_path)
+    dataset = DetectionDataset(records, long_side=2 * WIDTH)
+    image, target = dataset[0]
+    assert image.shape == (4, 2 * HEIGHT, 2 * WIDTH) and image.dtype == torch.float32
+    assert target["scale"] == (2.0, 2.0) and target["pad"] == (0.0, 0.0)
+    torch.testing.assert_close(target["boxes"], torch.from_numpy(records.images[0].boxes) * 2)
+    # the 16-bit LWIR keeps its full range (10000 / 65535 background) through the resize
+    assert abs(float(image[3, 0, 0]) - 10000 / 65535) < 1e-6
+    back = _to_original({"boxes": target["boxes"], "scores": torch.ones(2),
+                         "labels": torch.zeros(2, dtype=torch.int64)}, target)
+    np.testing.assert_allclose(back["boxes"], records.images[0].boxes, atol=1e-5)
+    # the same size: nothing resized
+    same, same_target = DetectionDataset(records, long_side=WIDTH)[0]
+    assert same.shape == (4, HEIGHT, WIDTH) and same_target["scale"] == (1.0, 1.0)

@@ -35,11 +35,17 @@ class DetectionDataset(Dataset):
     - transforms: a callable as built by `detector.data.transforms.build_transforms`, or None
     - channels: modality names in stacking order (default: records.modalities); each must be a
       modality of every record
+    - long_side: without transforms, resize each image (aspect kept) so its longest side is this
+      many pixels, with OpenCV on the stored pixels (evaluation of detectors that do the same)
     `in_channels` is the number of stacked channels (rgb 3 + lwir 1 = 4)."""
 
-    def __init__(self, records: DatasetRecords, transforms=None, channels: list[str] | None = None):
+    def __init__(self, records: DatasetRecords, transforms=None, channels: list[str] | None = None,
+                 long_side: int | None = None):
         self.records = records
         self.transforms = transforms
+        # Without transforms: resize so the longest side is `long_side` (aspect kept, no padding)
+        # with OpenCV on the stored pixels, before the float conversion; target "scale" maps back.
+        self.long_side = long_side
         self.channels = list(channels) if channels is not None else list(records.modalities)
         if not self.channels:
             raise DatasetError(f"{records.source}: no modalities to load")
@@ -80,6 +86,9 @@ class DetectionDataset(Dataset):
         boxes, labels, ignore = record.boxes, record.labels, record.ignore
         scale, pad = (1.0, 1.0), (0.0, 0.0)
         if self.transforms is None:
+            if self.long_side is not None:
+                images, scale = _resize_long_side(images, self.long_side)
+                boxes, ignore = _scaled(boxes, scale), _scaled(ignore, scale)
             floats = {m: to_float(image) for m, image in images.items()}
         else:
             out = self.transforms(images, boxes, labels, ignore)
@@ -98,6 +107,30 @@ class DetectionDataset(Dataset):
             "pad": (float(pad[0]), float(pad[1])),
         }
         return image, target
+
+
+def _resize_long_side(images: dict, size: int) -> tuple[dict, tuple[float, float]]:
+    """{modality: image} resized so the longest side is `size` (INTER_AREA when shrinking, as
+    ultralytics' and YOLOv5's validation loaders; INTER_LINEAR when enlarging), and the exact
+    (sx, sy) after rounding."""
+    import cv2
+
+    height, width = next(iter(images.values())).shape[:2]
+    ratio = size / max(height, width)
+    new_width, new_height = max(1, round(width * ratio)), max(1, round(height * ratio))
+    if (new_width, new_height) == (width, height):
+        return images, (1.0, 1.0)
+    interpolation = cv2.INTER_AREA if ratio < 1 else cv2.INTER_LINEAR
+    resized = {}
+    for modality, image in images.items():
+        out = cv2.resize(image, (new_width, new_height), interpolation=interpolation)
+        resized[modality] = out[:, :, None] if out.ndim == 2 else out
+    return resized, (new_width / width, new_height / height)
+
+
+def _scaled(boxes, scale: tuple[float, float]) -> np.ndarray:
+    factor = np.array([scale[0], scale[1]] * 2, np.float32)
+    return np.asarray(boxes, np.float32).reshape(-1, 4) * factor
 
 
 def collate_detection(batch):

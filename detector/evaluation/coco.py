@@ -272,7 +272,8 @@ def _records_and_dataset(data, detector):
 
         wanted = list(getattr(detector, "modalities", None) or [])
         channels = wanted if wanted and set(wanted) <= set(data.modalities) else None
-        return data, DetectionDataset(data, channels=channels)
+        long_side = detector.eval_long_side() if hasattr(detector, "eval_long_side") else None
+        return data, DetectionDataset(data, channels=channels, long_side=long_side)
     records = getattr(data, "records", None)
     if not isinstance(records, DatasetRecords):
         raise TypeError(f"evaluate: expected DatasetRecords or a DetectionDataset, got "

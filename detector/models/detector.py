@@ -69,6 +69,12 @@ class Detector(nn.Module):
         changed; families without such a rewrite return `self`."""
         return self
 
+    def eval_long_side(self) -> int | None:
+        """The longest side the detector resizes each evaluation image to, when it does that
+        first thing and nothing else (aspect kept): the data loader can then resize the stored
+        8-bit image with OpenCV instead (faster). None: the loader keeps the original size."""
+        return None
+
     @property
     def num_classes(self) -> int:
         return len(self.class_names)

@@ -173,6 +173,9 @@ class YOLODetector(Detector):
         if self.cfg is not None:
             self.cfg["channels"] = conv.in_channels
 
+    def eval_long_side(self) -> int | None:
+        return int(self.image_size)  # _letterbox_batch: long side to image_size, then padding
+
     def for_inference(self) -> "YOLODetector":
         """A copy with ultralytics' own Conv + BatchNorm fusion (as its validator runs)."""
         fused = copy.deepcopy(self).eval()

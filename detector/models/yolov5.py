@@ -67,6 +67,9 @@ class YOLOv5Detector(Detector):
     multi_label: NMS settings of YOLOv5's val.py.
     """
 
+    def eval_long_side(self) -> int | None:
+        return int(self.image_size)  # _eval_shape: long side to image_size, then padding
+
     def for_inference(self) -> "YOLOv5Detector":
         """A copy with every Conv's BatchNorm folded into its convolution (YOLOv5's fuse)."""
         from ultralytics.nn.modules import Conv
