@@ -104,31 +104,29 @@ def generate(out_dir: Path, images: int = 5000, classes: int = 80, boxes_per_ima
     return gt_path, dt_path
 
 
-def run_pycocotools(gt_path: Path, dt_path: Path) -> list[float]:
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
+def _run_coco_api(coco_class, eval_class, gt_path: Path, dt_path: Path) -> list[float]:
+    """The 12 stats through a pycocotools-style API: COCO, loadRes, evaluate/accumulate/summarize."""
     with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO(str(gt_path))
+        gt = coco_class(str(gt_path))
         dt = gt.loadRes(str(dt_path))
-        evaluator = COCOeval(gt, dt, "bbox")
+        evaluator = eval_class(gt, dt, "bbox")
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
     return [float(v) for v in evaluator.stats[:12]]
+
+
+def run_pycocotools(gt_path: Path, dt_path: Path) -> list[float]:
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    return _run_coco_api(COCO, COCOeval, gt_path, dt_path)
 
 
 def run_faster(gt_path: Path, dt_path: Path) -> list[float]:
     from faster_coco_eval import COCO, COCOeval_faster
 
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO(str(gt_path))
-        dt = gt.loadRes(str(dt_path))
-        evaluator = COCOeval_faster(gt, dt, "bbox")
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    return [float(v) for v in evaluator.stats[:12]]
+    return _run_coco_api(COCO, COCOeval_faster, gt_path, dt_path)
 
 
 def run_detector(gt_path: Path, dt_path: Path) -> list[float]:

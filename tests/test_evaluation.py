@@ -20,7 +20,7 @@ from detector.evaluation import (
     predictions_to_coco,
     records_to_coco,
 )
-from detector.models.detector import Detector
+from toy_detector import CentreBoxDetector
 
 BACKENDS = ("faster", "pycocotools")
 
@@ -259,30 +259,6 @@ def test_unknown_backend_is_refused():
 
 
 # --- evaluate(): batched inference with a tiny detector -------------------------------------
-
-class CentreBoxDetector(Detector):
-    """Predicts one box per image: the middle half of the image it is given, class 0."""
-
-    arch = "centre_box"
-
-    def __init__(self):
-        super().__init__()
-        self.class_names = ["a", "b"]
-        self.modalities = ["rgb"]
-        self.scale = torch.nn.Parameter(torch.ones(()))
-        self.batches = []
-
-    def forward(self, images, targets=None):
-        assert not self.training and not torch.is_grad_enabled()
-        self.batches.append(len(images))
-        outputs = []
-        for image in images:
-            height, width = image.shape[-2:]
-            box = torch.tensor([[width / 4, height / 4, 3 * width / 4, 3 * height / 4]])
-            outputs.append({"boxes": box * self.scale, "scores": torch.tensor([0.8]),
-                            "labels": torch.tensor([0])})
-        return outputs
-
 
 class ScaledDataset(Dataset):
     """The DetectionDataset contract: (image [3,H,W], target with index, scale and pad); each

@@ -78,22 +78,18 @@ def test_boxes_mostly_cropped_away_are_dropped():
     assert out["labels"].tolist() == [2]
 
 
-def test_photometric_transform_for_rgb_leaves_lwir_untouched():
-    spec = [{"name": "RandomBrightnessContrast", "brightness_limit": [0.3, 0.3],
-             "contrast_limit": [0, 0], "p": 1.0, "modality": "rgb"}]
+@pytest.mark.parametrize("touched, untouched, shift, scale, background", [
+    ("rgb", "lwir", 0.3, 255, 30), ("lwir", "rgb", 0.2, 65535, 20000)])
+def test_photometric_transform_touches_only_its_modality(touched, untouched, shift, scale,
+                                                         background):
+    spec = [{"name": "RandomBrightnessContrast", "brightness_limit": [shift, shift],
+             "contrast_limit": [0, 0], "p": 1.0, "modality": touched}]
     images = marker_images()
     out = build_transforms(spec, None, ["rgb", "lwir"])(images, BOX, LABELS)
-    np.testing.assert_array_equal(out["images"]["lwir"], images["lwir"] / np.float32(65535))
-    assert out["images"]["rgb"][0, 0, 0] == pytest.approx(30 / 255 + 0.3, abs=1e-5)
-
-
-def test_photometric_transform_for_lwir_leaves_rgb_untouched():
-    spec = [{"name": "RandomBrightnessContrast", "brightness_limit": [0.2, 0.2],
-             "contrast_limit": [0, 0], "p": 1.0, "modality": "lwir"}]
-    images = marker_images()
-    out = build_transforms(spec, None, ["rgb", "lwir"])(images, BOX, LABELS)
-    np.testing.assert_array_equal(out["images"]["rgb"], images["rgb"] / np.float32(255))
-    assert out["images"]["lwir"][0, 0, 0] == pytest.approx(20000 / 65535 + 0.2, abs=1e-5)
+    other_scale = 65535 if untouched == "lwir" else 255
+    np.testing.assert_array_equal(out["images"][untouched],
+                                  images[untouched] / np.float32(other_scale))
+    assert out["images"][touched][0, 0, 0] == pytest.approx(background / scale + shift, abs=1e-5)
 
 
 def test_photometric_default_modality_is_rgb_else_the_first():

@@ -142,3 +142,29 @@ def box_error_metric(detector, data, **kwargs):
             predicted = detector([image])[0]["boxes"][0]
             errors.append((predicted - target["boxes"][0]).abs().mean())
     return ScriptedMetrics(float(1.0 / (1.0 + torch.stack(errors).mean())))
+
+
+class CentreBoxDetector(Detector):
+    """Predicts one box per image: the middle half of the image it is given, class 0, score 0.8
+    (for evaluation tests). Records the size of every batch it sees; it must only ever be run in
+    eval mode without gradients."""
+
+    arch = "centre_box"
+
+    def __init__(self, class_names=("a", "b")):
+        super().__init__()
+        self.class_names = list(class_names)
+        self.modalities = ["rgb"]
+        self.scale = nn.Parameter(torch.ones(()))
+        self.batches: list[int] = []
+
+    def forward(self, images, targets=None):
+        assert not self.training and not torch.is_grad_enabled()
+        self.batches.append(len(images))
+        outputs = []
+        for image in images:
+            height, width = image.shape[-2:]
+            box = torch.tensor([[width / 4, height / 4, 3 * width / 4, 3 * height / 4]])
+            outputs.append({"boxes": box * self.scale, "scores": torch.tensor([0.8]),
+                            "labels": torch.tensor([0])})
+        return outputs

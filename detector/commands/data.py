@@ -20,9 +20,14 @@ from detector.tables import format_table
 EXIT_CLEAN, EXIT_PROBLEMS = 0, 1
 
 
-def _add_source_arguments(p) -> None:
-    p.add_argument("source", help="dataset card name or path, COCO json, YOLO data.yaml or "
-                   "folder, VOC folder")
+def add_source_arguments(p, flag: str | None = None) -> None:
+    """SOURCE and its --format/--split/--images/--labels/--modalities, as `data check` takes them
+    (`flag`: '--data' makes SOURCE a required option, as `detector eval` has it)."""
+    help_text = "dataset card name or path, COCO json, YOLO data.yaml or folder, VOC folder"
+    if flag:
+        p.add_argument(flag, required=True, metavar="SOURCE", help=help_text)
+    else:
+        p.add_argument("source", help=help_text)
     p.add_argument("--format", default="auto", choices=["auto", "coco", "yolo", "voc"])
     p.add_argument("--split", help="split to read (card split, data.yaml key, VOC ImageSets list)")
     p.add_argument("--images", help="image folder (of the first modality)")
@@ -36,20 +41,20 @@ def add_parser(subparsers) -> None:
     data = subparsers.add_parser("data", help="check or convert a dataset")
     sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     check = sub.add_parser("check", help="summary and problems of a dataset split")
-    _add_source_arguments(check)
+    add_source_arguments(check)
     check.add_argument("--json", metavar="FILE", help="also write the report as JSON")
     check.add_argument("--no-decode", action="store_true",
                        help="do not decode the pixels (skips the corrupt-image check)")
     check.set_defaults(func=run_check)
     convert = sub.add_parser("convert", help="write a dataset as COCO json or YOLO txt")
-    _add_source_arguments(convert)
+    add_source_arguments(convert)
     convert.add_argument("--to", required=True, choices=["coco", "yolo"])
     convert.add_argument("--out", required=True, help="output folder")
     convert.add_argument("--link", action="store_true", help="symlink images instead of copying")
     convert.set_defaults(func=run_convert)
 
 
-def _modalities(values):
+def parse_modalities(values):
     """['rgb', 'lwir'] stays a list; ['rgb=visible', 'lwir=ir'] becomes a dict."""
     if not values:
         return None
@@ -61,7 +66,7 @@ def _modalities(values):
 
 def _read(args, split):
     return read_dataset(args.source, split=split, format=args.format,
-                        modalities=_modalities(args.modalities), images=args.images,
+                        modalities=parse_modalities(args.modalities), images=args.images,
                         labels=args.labels)
 
 

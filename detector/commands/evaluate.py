@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from detector.commands.data import add_source_arguments, parse_modalities
 from detector.errors import ConfigError
 
 
@@ -27,15 +28,7 @@ def add_parser(subparsers) -> None:
                       "or weights name")
     what.add_argument("--predictions", metavar="DT.json",
                       help="COCO results json to evaluate (no model)")
-    p.add_argument("--data", required=True, metavar="SOURCE",
-                   help="dataset card name or path, COCO json, YOLO data.yaml or folder, "
-                   "VOC folder")
-    p.add_argument("--format", default="auto", choices=["auto", "coco", "yolo", "voc"])
-    p.add_argument("--split", help="split to read (card split, data.yaml key, VOC ImageSets list)")
-    p.add_argument("--images", help="image folder (of the first modality)")
-    p.add_argument("--labels", help="labels folder (YOLO .txt or VOC .xml)")
-    p.add_argument("--modalities", nargs="+", metavar="M",
-                   help="modalities to read: card modality names, or NAME=FOLDER for a path")
+    add_source_arguments(p, flag="--data")
     p.add_argument("--backend", default="faster", choices=["faster", "pycocotools"],
                    help="COCO evaluator (both give the same numbers; faster is faster)")
     p.add_argument("--class-map", choices=["auto"],
@@ -52,15 +45,6 @@ def add_parser(subparsers) -> None:
     p.add_argument("--results", metavar="FILE", help="write the model's COCO results json")
     p.add_argument("--plots", metavar="DIR", help="write PR curves and per-class AP bars (PNG)")
     p.set_defaults(func=run)
-
-
-def _modalities(values):
-    """['rgb', 'lwir'] stays a list; ['rgb=visible', 'lwir=ir'] becomes {name: folder}."""
-    if not values:
-        return None
-    if any("=" in v for v in values):
-        return dict(v.split("=", 1) if "=" in v else (v, "") for v in values)
-    return list(values)
 
 
 def _load_detector(args, records):
@@ -108,7 +92,7 @@ def run(args) -> int:
         raise ConfigError(f"--batch-size: expected a positive number, got {args.batch_size}")
     with gc_paused():  # a large annotation json loads about twice as fast
         records = read_dataset(args.data, split=args.split, format=args.format,
-                               modalities=_modalities(args.modalities), images=args.images,
+                               modalities=parse_modalities(args.modalities), images=args.images,
                                labels=args.labels)
     if records.errors:
         print(f"note: {len(records.errors)} problem(s) in {args.data}; boxes and images that "

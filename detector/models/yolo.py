@@ -341,14 +341,6 @@ def import_checkpoint(path: str | Path) -> YOLODetector | None:
 # --- builders ---
 
 
-def _resolve_weights(weights: str | Path) -> Path:
-    if Path(weights).is_file():
-        return Path(weights)
-    from detector.weights import resolve
-
-    return Path(resolve(str(weights)))
-
-
 def _build(arch: str, cfg: dict, class_names: list[str], weights=None, backbone_weights=None,
            in_channels: int = 3, class_map=None, stem_init: str | None = None,
            **options) -> YOLODetector:
@@ -364,7 +356,9 @@ def _build(arch: str, cfg: dict, class_names: list[str], weights=None, backbone_
         if network_classes != len(class_names):  # a remapped head: pretrained widths, new rows
             detector.remap_head(class_names, {})
         return detector
-    path = _resolve_weights(weights)
+    from detector.weights import resolve
+
+    path = resolve(weights)  # a file as it is, else a registry name: local, cache, download
     detector = detector_from_ultralytics(path, arch=arch, **options)
     if arch == "yolo_yaml" and cfg and _architecture(cfg) != _architecture(detector.model.yaml):
         raise ConfigError(f"{path}: its network is not the one cfg {cfg.get('yaml_file', '')} "

@@ -312,7 +312,9 @@ def _build(arch: str, class_names, weights=None, backbone_weights=None, in_chann
         detector = YOLOv5Detector(class_names, yaml, in_channels=in_channels, **options)
         detector.arch = arch
         return detector
-    path = _resolve(weights)
+    from detector.weights import resolve
+
+    path = resolve(weights)  # a file as it is, else a registry name: local, cache, download
     detector = import_checkpoint(path, **options)
     if detector is None:
         raise CheckpointError(f"{path}: not a classic YOLOv5 checkpoint")
@@ -348,11 +350,3 @@ def yolov5n(class_names, weights=None, backbone_weights=None, in_channels=3, cla
         yaml = yolov5_yaml(0.33, 0.25, len(class_names))
     return _build("yolov5n", class_names, weights, backbone_weights, in_channels, class_map, yaml,
                   stem_init, **options)
-
-
-def _resolve(weights) -> Path:
-    if Path(weights).is_file():
-        return Path(weights)
-    from detector.weights import resolve
-
-    return Path(resolve(str(weights)))
