@@ -71,3 +71,16 @@ def test_degenerate_and_areas():
 def test_outside_image_uses_tolerance():
     boxes = np.array([[-0.4, 0, 10, 10], [-0.6, 0, 10, 10], [0, 0, 100.6, 10]], dtype=np.float32)
     assert B.outside_image_xyxy(boxes, 100, 100).tolist() == [False, True, True]
+
+
+def test_fixed_value_conversions():
+    coco = np.array([[10, 20, 30, 40]], dtype=np.float32)  # x, y, w, h
+    np.testing.assert_array_equal(B.xywh_to_xyxy(coco), [[10, 20, 40, 60]])
+    np.testing.assert_array_equal(B.xyxy_to_xywh(np.array([[10, 20, 40, 60]], np.float32)),
+                                  [[10, 20, 30, 40]])
+    np.testing.assert_array_equal(B.cxcywh_to_xyxy(np.array([[25, 40, 30, 40]], np.float32)),
+                                  [[10, 20, 40, 60]])
+    np.testing.assert_array_equal(B.xyxy_to_cxcywh(np.array([[10, 20, 40, 60]], np.float32)),
+                                  [[25, 40, 30, 40]])
+    np.testing.assert_allclose(B.normalize_xyxy(np.array([[10, 20, 40, 60]], np.float32), 100, 200),
+                               [[0.1, 0.1, 0.4, 0.3]])
