@@ -1,4 +1,5 @@
-"""Aligned plain-text tables for results printed on a terminal.
+"""Tables of results: aligned plain text for a terminal (`format_table`), GitHub Markdown for
+reports (`markdown_table`).
 
     >>> print(format_table(["class", "AP"], [["person", 0.5], ["car", 0.25]]))
     class      AP
@@ -64,3 +65,22 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence], align: str | 
     out = [line(headers), _GAP.join("-" * w for w in widths)]
     out.extend(line(row) for row in cells)
     return "\n".join(out)
+
+
+def _markdown_cell(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if isinstance(value, float) else str(value).replace("|", "\\|")
+
+
+def _numeric(rows: list[list], column: int) -> bool:
+    values = [row[column] for row in rows if row[column] is not None]
+    return bool(values) and all(_is_number(v) for v in values)
+
+
+def markdown_table(headers: list[str], rows: list[list]) -> str:
+    """A GitHub Markdown table; number columns right-aligned, floats with three decimals."""
+    rule = ["---:" if _numeric(rows, c) else "---" for c in range(len(headers))]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(rule) + "|"]
+    lines += ["| " + " | ".join(_markdown_cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from detector.bench_runner import describe_strategy
-from detector.benchmark import config_hash, plan_bench
+from detector.bench.run import describe_strategy
+from detector.bench.plan import config_hash, plan_bench
 from detector.cli import main
-from detector.commands.bench import group_rows, markdown_table
+from detector.bench.report import group_rows
+from detector.tables import markdown_table
 from detector.config import SourceConfig
 from detector.data.readers import read_dataset
 from detector.errors import ConfigError

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from detector.benchmark import is_bench_file, plan_bench
+from detector.bench.plan import is_bench_file, plan_bench
 from detector.config import load_config
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))

@@ -1,4 +1,4 @@
-"""Run a planned bench (detector.benchmark): train and test each run, reuse finished ones.
+"""Run a planned bench (detector.bench.plan): train and test each run, reuse finished ones.
 
 `run_bench(plan)` goes through `plan.runs`: a run whose results.json carries its results hash is
 reused; one with the same training config and a last.pt is resumed; any other is trained with
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from detector.benchmark import BenchPlan, BenchRun, config_hash
+from detector.bench.plan import BenchPlan, BenchRun, config_hash
 from detector.config import Config, config_to_dict
 from detector.errors import ConfigError
 

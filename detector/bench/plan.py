@@ -1,5 +1,5 @@
 """Benchmark mAP across models and strategies: plan the runs (here), train and test each
-(detector/bench_runner.py), report (detector/commands/bench.py).
+(detector/bench/run.py), report (detector/bench/report.py).
 
 A bench is either several training configs (each a normal `detector train` config; the run is
 named after the file, and tested on its data.val unless a test split is given), or one bench file:
