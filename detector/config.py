@@ -68,6 +68,26 @@ class StageConfig:
 
 
 @dataclass(frozen=True)
+class AdaptMethodConfig:
+    """One domain-adaptation method (detector/adapt/). A plain string is `name`."""
+
+    name: str  # adversarial, mmd, teacher
+    weight: float = 1.0  # multiplies the method's loss
+    start_epoch: float = 0.0  # off before (the teacher's burn-in on source labels)
+    ramp_epochs: float = 0.0  # strength ramps 0 -> 1 over these epochs from start_epoch (DANN)
+    options: dict[str, Any] = field(default_factory=_frozen_dict)  # method-specific
+
+
+@dataclass(frozen=True)
+class AdaptConfig:
+    """Unsupervised domain adaptation: target-domain images (labels never read) and methods."""
+
+    target: SourceConfig  # a folder of images, a card split or a dataset; modalities: the model's
+    methods: tuple[AdaptMethodConfig, ...]
+    batch_size: int | None = None  # target images per step; None: train.batch_size
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     epochs: int | None = None  # None: the sum of the stages' epochs
     batch_size: int = 4
@@ -92,6 +112,7 @@ class TrainConfig:
     seed: int = 0
     device: str | None = None  # None: cuda if available, else cpu
     out_dir: str = "runs/train"
+    adapt: AdaptConfig | None = None  # domain adaptation to unlabelled target images
 
 
 @dataclass(frozen=True)
@@ -229,6 +250,8 @@ def _convert(value: Any, tp: Any, dotted: str, origins: _Origins) -> Any:
     if dataclasses.is_dataclass(tp):
         if tp is SourceConfig and isinstance(value, str):
             value = {"source": value}
+        if tp is AdaptMethodConfig and isinstance(value, str):
+            value = {"name": value}
         if not isinstance(value, dict):
             raise _Mismatch("a mapping")
         return _build(tp, value, dotted, origins)
@@ -323,6 +346,12 @@ def _check_consistency(config: Config, origins: _Origins) -> None:
             raise ConfigError(f"{origins.of(dotted)}: {dotted}: expected at least 1, got {value}")
     if train.lr <= 0:
         raise ConfigError(f"{origins.of('train.lr')}: train.lr: expected > 0, got {train.lr}")
+    if train.adapt is not None:
+        from detector.adapt.registry import adapt_problem
+
+        problem = adapt_problem(train.adapt)  # (dotted key, message) or None
+        if problem is not None:
+            raise ConfigError(f"{origins.of(problem[0])}: {problem[1]}")
 
 
 def config_from_dict(data: dict, overrides: list[str] = (), origin: str = "<config>",

@@ -52,11 +52,13 @@ class ToyDetector(Detector):
         self.stem[0] = conv
         self.in_channels = conv.in_channels
 
-    def _outputs(self, images):
+    def features(self, images):
         batch = torch.stack([F.interpolate(image[None], size=(SIZE, SIZE), mode="bilinear",
                                            align_corners=False)[0] for image in images])
-        features = self.neck(self.stage1(self.stage0(self.stem(batch))))
-        out = self.head(features).mean(dim=(2, 3))  # [B, 4 + K]
+        return [self.neck(self.stage1(self.stage0(self.stem(batch))))]
+
+    def _outputs(self, images):
+        out = self.head(self.features(images)[0]).mean(dim=(2, 3))  # [B, 4 + K]
         return out[:, :4].sigmoid(), out[:, 4:]  # boxes as (x1, y1, w, h) fractions, logits
 
     def forward(self, images, targets=None):

@@ -100,6 +100,28 @@ def build_model(config: Config, class_names: list[str], modalities: list[str], i
     return detector
 
 
+def adapt_arguments(config: Config):
+    """fit's `adapt` argument from train.adapt (None without it): the target images are read
+    with the training transforms, for the modalities of the model unless the target names its own."""
+    from detector.adapt.adaptation import AdaptSpec, MethodSpec
+    from detector.adapt.target import target_dataset
+
+    adapt = config.train.adapt
+    if adapt is None:
+        return None
+    target = adapt.target
+
+    def build_target(modalities: list[str]):
+        return target_dataset(target.source, list(target.modalities or modalities),
+                              config_to_dict(config)["data"]["augment"], config.model.image_size,
+                              split=target.split, format=target.format, images=target.images)
+
+    methods = tuple(MethodSpec(m.name, m.weight, m.start_epoch, m.ramp_epochs, dict(m.options))
+                    for m in adapt.methods)
+    return AdaptSpec(target=build_target, methods=methods,
+                     batch_size=adapt.batch_size)
+
+
 def train_arguments(config: Config) -> dict:
     """The keyword arguments of `fit` that come straight from the config's train section."""
     train = config.train
@@ -115,7 +137,7 @@ def train_arguments(config: Config) -> dict:
         ema=train.ema, ema_decay=train.ema_decay, eval_every=train.eval_every,
         eval_backend=train.eval_backend, lr_mult=dict(train.lr_mult),
         layer_decay=train.layer_decay, workers=train.workers, seed=train.seed,
-        device=train.device,
+        device=train.device, adapt=adapt_arguments(config),
     )
 
 

@@ -58,6 +58,13 @@ class Detector(nn.Module):
         family has per-class box rows, box regressor). Unmapped rows are freshly initialised."""
         raise NotImplementedError
 
+    def features(self, images: list) -> list:
+        """The neck's output levels for `images` (a list of [C,H,W] floats in 0..1, batched as
+        the train-mode forward batches them): a list of [B,C_l,H_l,W_l] tensors, finest level
+        first, with gradients. Domain adaptation (detector/adapt/) aligns these; they depend on
+        every part but the head."""
+        raise NotImplementedError
+
     def build_args(self) -> dict:
         """Extra keyword arguments `build_detector` needs to rebuild this network from scratch
         (plain data only: str, int, float, list, dict), stored in checkpoints."""

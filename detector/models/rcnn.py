@@ -115,6 +115,12 @@ class RCNNDetector(Detector):
         return [{"boxes": d["boxes"], "scores": d["scores"], "labels": d["labels"] - 1}
                 for d in detections]
 
+    def features(self, images: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The FPN levels the RPN sees ([B,256,H_l,W_l], finest first, the pooled level last)
+        of `images` after the model's own resize, normalisation and padding."""
+        batch, _ = self.model.transform(list(images))
+        return list(self.model.backbone(batch.tensors).values())
+
     def _is_resnet(self) -> bool:
         return hasattr(self.model.backbone.body, "conv1")
 

@@ -220,6 +220,18 @@ class YOLODetector(Detector):
             return self._losses(images, targets)
         return self._predict(images)
 
+    def features(self, images: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The Detect head's inputs ([B,C_l,H/s,W/s] per stride s, finest first) for `images`
+        padded as in training (ultralytics' layer walk, stopped before the head)."""
+        x, outputs = _pad_batch(images, self.stride), []
+        for layer in self.model.model[:-1]:
+            if layer.f != -1:
+                x = outputs[layer.f] if isinstance(layer.f, int) else \
+                    [x if j == -1 else outputs[j] for j in layer.f]
+            x = layer(x)
+            outputs.append(x if layer.i in self.model.save else None)
+        return [x if j == -1 else outputs[j] for j in self.model.model[-1].f]
+
     def _criterion_for(self, device: torch.device):
         """ultralytics' loss object; it caches the device and nc, so it is remade when they change."""
         if self._criterion is None or self._criterion_device != device:

@@ -157,6 +157,13 @@ class YOLOv5Detector(Detector):
         loss = AnchorLoss(self.model[-1].anchors, self.num_classes, size)
         return loss(raw, torch.cat(rows))
 
+    def features(self, images: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The Detect head's inputs ([B,C_l,S/s,S/s] per stride s, finest first) for `images`
+        letterboxed to the square training size S = image_size, as in training."""
+        size = self.image_size
+        batch = [letterbox(image, (size, size), size / max(image.shape[-2:]))[0] for image in images]
+        return self._features(torch.stack(batch))
+
     def _eval_shape(self, height: int, width: int) -> tuple[tuple[int, int], float]:
         ratio = self.image_size / max(height, width)
         shape = [math.ceil(side * ratio / self.stride + self.eval_pad) * self.stride

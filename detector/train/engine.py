@@ -61,9 +61,11 @@ def _check_finite(loss: torch.Tensor, losses: dict, epoch: int, batch_index: int
 def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
                     schedule: WarmupCosine, scaler: torch.amp.GradScaler, *, epoch: int,
                     device: torch.device, base_lr: float, clip_grad: float | None = None,
-                    ema: ModelEMA | None = None, show_progress: bool = True) -> dict:
+                    ema: ModelEMA | None = None, show_progress: bool = True,
+                    adaptation=None) -> dict:
     """One pass over `loader`; returns the mean of each loss term, 'loss' (their sum), 'lr' (at
-    the end) and 'images_per_s'. Raises TrainingError on a non-finite loss."""
+    the end) and 'images_per_s'. Raises TrainingError on a non-finite loss. `adaptation` (a
+    detector.adapt DomainAdaptation) adds its terms on target-domain images to each step."""
     model.train()
     sums: dict[str, float] = {}
     images_seen, start = 0, time.perf_counter()
@@ -77,6 +79,8 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
         schedule.apply(optimizer, base_lr)
         with torch.autocast(device.type, enabled=scaler.is_enabled()):  # AMP
             losses = model(images, targets)
+            if adaptation is not None:  # domain adaptation: one batch of target images
+                losses.update(adaptation.losses(images))
         loss = sum(value.float() for value in losses.values())
         _check_finite(loss, losses, epoch, batch_index, targets)
         optimizer.zero_grad(set_to_none=True)
@@ -171,14 +175,15 @@ def fit(detector: nn.Module, train_data: Dataset, val_data: Dataset | None = Non
         eval_every: int = 1, eval_backend: str = "faster", lr_mult: dict | None = None,
         layer_decay: float | None = None, workers: int = 0, seed: int = 0,
         device: str | None = None, resume: bool = False, config: dict | None = None,
-        evaluate_fn=None, collate_fn=None, show_progress: bool = True) -> dict:
+        evaluate_fn=None, collate_fn=None, show_progress: bool = True, adapt=None) -> dict:
     """Train `detector` through its stages, writing the run directory `out_dir`.
 
     Stages come from `stages`, else `preset` over `epochs` (default finetune_all). `batch_size`
     is the global batch (split across torchrun processes). `evaluate_fn(detector, data,
     backend=, batch_size=, device=)` returns an object with `.stats["AP"]`, `.stats["AP50"]`
     (default: detector.evaluation.coco.evaluate); it runs every `eval_every` epochs and at the
-    end. With `resume`, training continues from `out_dir/last.pt` at its next epoch.
+    end. With `resume`, training continues from `out_dir/last.pt` at its next epoch. `adapt`
+    (a detector.adapt AdaptSpec) adapts the detector to unlabelled target-domain images.
 
     Returns {"out_dir", "epochs", "best_metric", "best_epoch", "history"}.
     """
@@ -209,6 +214,14 @@ def fit(detector: nn.Module, train_data: Dataset, val_data: Dataset | None = Non
     schedule = WarmupCosine(total_epochs * steps_per_epoch, round(warmup_epochs * steps_per_epoch),
                             cosine=cosine, final_ratio=final_lr_ratio)
     evaluate_fn = evaluate_fn or _default_evaluate
+    adaptation = None
+    if adapt is not None:
+        from detector.adapt.adaptation import DomainAdaptation
+
+        adaptation = DomainAdaptation(base, adapt, stages=stages, batch_size=batch_size,
+                                      steps_per_epoch=steps_per_epoch, context=context,
+                                      device=device, workers=workers, seed=seed,
+                                      collate_fn=collate_fn or _collate)
     start_epoch, best_metric, best_epoch, history, saved = 0, None, None, [], None
     if resume:
         for stale in out_dir.glob(".*.pt.*.tmp"):  # left by a process killed while saving
@@ -219,6 +232,8 @@ def fit(detector: nn.Module, train_data: Dataset, val_data: Dataset | None = Non
             averaged.load_state_dict(saved["ema"])
         if saved.get("scaler"):
             scaler.load_state_dict(saved["scaler"])
+        if adaptation is not None and saved.get("adapt"):
+            adaptation.load_state_dict(saved["adapt"])
         schedule.load_state_dict(saved["scheduler"])
         start_epoch, history = saved["epoch"], list(saved.get("history", []))
         best_metric, best_epoch = saved.get("best_metric"), saved.get("best_epoch")
@@ -234,8 +249,10 @@ def fit(detector: nn.Module, train_data: Dataset, val_data: Dataset | None = Non
         index, stage = stage_at(stages, epoch)
         if index != stage_index:  # a new stage: new trainable set, fresh optimizer, re-wrapped DDP
             apply_stage(base, stage)
-            opt = build_optimizer(param_groups(base, stage, lr, weight_decay, layer_decay),
-                                  optimizer, lr, momentum, weight_decay)
+            groups = param_groups(base, stage, lr, weight_decay, layer_decay)
+            if adaptation is not None:  # its domain classifiers train with the detector
+                groups += adaptation.param_groups(lr, weight_decay)
+            opt = build_optimizer(groups, optimizer, lr, momentum, weight_decay)
             if saved is not None and saved.get("stage") == index and saved.get("optimizer"):
                 opt.load_state_dict(saved["optimizer"])  # resumed inside this stage
             model, stage_index = wrap_model(base, context, device), index
@@ -243,7 +260,8 @@ def fit(detector: nn.Module, train_data: Dataset, val_data: Dataset | None = Non
         started = time.perf_counter()
         stats = train_one_epoch(model, loader, opt, schedule, scaler, epoch=epoch, device=device,
                                 base_lr=lr, clip_grad=clip_grad, ema=averaged,
-                                show_progress=show_progress and context.is_main)
+                                show_progress=show_progress and context.is_main,
+                                adaptation=adaptation)
         row = {"epoch": epoch + 1, "stage": index + 1, **stats,
                "epoch_s": time.perf_counter() - started, "AP": None, "AP50": None}
         last_epoch = epoch + 1 == total_epochs
@@ -265,6 +283,7 @@ def fit(detector: nn.Module, train_data: Dataset, val_data: Dataset | None = Non
                 "scaler": scaler.state_dict(), "epoch": epoch + 1, "stage": index,
                 "config": config, "rng": rng_state(), "history": history,
                 "best_metric": best_metric, "best_epoch": best_epoch,
+                "adapt": adaptation.state_dict() if adaptation is not None else None,
             }
             save_checkpoint(out_dir / "last.pt", state)
             if improved:
