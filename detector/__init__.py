@@ -13,6 +13,7 @@ _API = {
     "fit": "detector.train.engine",
     "evaluate": "detector.evaluation.coco",
     "load_checkpoint": "detector.checkpoint",
+    "advise": "detector.advise",
 }
 
 

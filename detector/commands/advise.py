@@ -1,0 +1,74 @@
+"""`detector advise DATA [--model M ...] [--out recipe.yaml]`: measure the data against
+pretrained models, print the recommended transfer strategy, write it as a training recipe."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "advise", help="measure data size and domain gap, recommend a transfer strategy",
+        description="Measure a data set against pretrained models: size, class overlap, "
+                    "channels and bit depth, and the domain gap layer by layer from the models' "
+                    "BatchNorm statistics. Print the quadrant of the transfer-learning matrix "
+                    "and the recommended strategy, and write it as a recipe for `detector train`.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  detector advise hit_uav_mini --out runs/hit_uav_recipe.yaml\n"
+               "  detector advise llvip_mini --modalities rgb lwir --unlabelled "
+               "$DETECTOR_DATA/llvip_mini/unlabeled_pairs/visible\n"
+               "  detector advise bccd --model yolov5n fasterrcnn_mobilenet_v2 --layers",
+    )
+    p.add_argument("data", help="a dataset card name or path (as `detector data check` takes)")
+    p.add_argument("--model", nargs="+", default=None, metavar="M",
+                   help="candidate pretrained models: archs, weights names or files "
+                        "(default: yolov5n)")
+    p.add_argument("--split", help="the labelled split to measure (default: train)")
+    p.add_argument("--val-split", help="the recipe's validation split (default: val or test)")
+    p.add_argument("--modalities", nargs="+", metavar="NAME", help="e.g. rgb lwir (default: "
+                   "the card's)")
+    p.add_argument("--out", metavar="YAML", help="write the recipe here (default: "
+                   "runs/advise/<data>/recipe.yaml)")
+    p.add_argument("--plot", metavar="PNG", help="the gap profile plot (default: beside the recipe)")
+    p.add_argument("--run-dir", metavar="DIR", help="the recipe's train.out_dir")
+    p.add_argument("--images", type=int, default=32, help="images run through each model (32)")
+    p.add_argument("--epochs", type=int, help="fix the schedule's epochs (default: from the data)")
+    p.add_argument("--image-size", type=int, help="fix the input size (default: from the objects)")
+    p.add_argument("--batch-size", type=int, default=8, help="the recipe's batch size (8)")
+    p.add_argument("--unlabelled", metavar="DIR", help="unlabelled target images (measured; "
+                   "the advice then points to domain adaptation)")
+    p.add_argument("--distance", default="skl", help="per-channel distance: skl or w2 (skl)")
+    p.add_argument("--layers", action="store_true", help="also print the per-layer gap table")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from detector.advise.advisor import DEFAULT_MODELS, advise
+    from detector.advise.plot import plot_gap_profiles
+    from detector.advise.recipe import write_recipe
+    from detector.advise.report import format_report, layers_table
+    from detector.errors import ConfigError
+
+    for flag, value in (("--epochs", args.epochs), ("--image-size", args.image_size),
+                        ("--batch-size", args.batch_size)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag}: expected at least 1, got {value}")
+    advice = advise(args.data, models=args.model or DEFAULT_MODELS, split=args.split,
+                    val_split=args.val_split, modalities=args.modalities,
+                    max_images=args.images, epochs=args.epochs, image_size=args.image_size,
+                    batch_size=args.batch_size, unlabelled=args.unlabelled,
+                    distance=args.distance)
+    out = Path(args.out) if args.out else Path("runs/advise") / Path(args.data).stem / "recipe.yaml"
+    recipe = write_recipe(advice, out, out_dir=args.run_dir)
+    plot = Path(args.plot) if args.plot else recipe.with_name(recipe.stem + "_gap.png")
+    chosen = advice.chosen
+    plot_gap_profiles({p.view: p for p in chosen.profiles}, plot,
+                      title=f"{advice.source} under {chosen.candidate.spec}: gap per BatchNorm layer",
+                      distance=advice.distance)
+    print(format_report(advice, recipe, plot))
+    if args.layers:
+        print()
+        print(layers_table(chosen))
+    return 0
