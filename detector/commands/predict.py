@@ -117,6 +117,7 @@ def run(args) -> int:
 
     from detector.data.images import load_modality, to_float
     from detector.models.loading import load_model
+    from detector.runtime import resolve_device
 
     if not 0.0 <= args.conf <= 1.0:
         raise ConfigError(f"--conf: expected a score between 0 and 1, got {args.conf}")
@@ -124,7 +125,7 @@ def run(args) -> int:
         raise ConfigError(f"--batch-size: expected a positive number, got {args.batch_size}")
     source, out_dir = Path(args.source), Path(args.out)
     files = find_images(source)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(args.device, "--device")
     detector = load_model(args.model, device=device)
     modality = _modality(detector)
     class_names = list(detector.class_names)
