@@ -29,6 +29,11 @@ KEYS = REQUIRED_KEYS + (
 )
 
 
+class NotARunCheckpoint(CheckpointError):
+    """The file is not (readable as) a run checkpoint; another family's importer may read it.
+    A run checkpoint with broken entries raises a plain CheckpointError instead."""
+
+
 def describe_detector(detector) -> dict:
     """The entries that say how to rebuild `detector` (a Detector): format_version, arch,
     class_names, in_channels, modalities, build_args. Add model (its state_dict), epoch and
@@ -80,20 +85,20 @@ def read_weights_only(path: str | Path) -> object:
     """torch.load(weights_only=True) on CPU; any unreadable or unsafe file -> CheckpointError."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
+        raise NotARunCheckpoint(f"{path}: no such checkpoint file")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         # weights_only refuses every global outside tensors and plain data: foreign classes,
         # or a hostile __reduce__. Nothing was executed.
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(
+        raise NotARunCheckpoint(
             f"{path}: refused to load: it holds Python objects other than tensors and plain "
             f"data ({first_line})"
         ) from e
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError) as e:
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(
+        raise NotARunCheckpoint(
             f"{path}: not a readable torch checkpoint (truncated or corrupt? {first_line})"
         ) from e
 
@@ -107,7 +112,7 @@ def load_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     state = read_weights_only(path)
     if not isinstance(state, dict) or "format_version" not in state:
-        raise CheckpointError(
+        raise NotARunCheckpoint(
             f"{path}: not a detector run checkpoint (expected a dict with format_version, "
             f"arch, class_names, model...)"
         )
@@ -121,4 +126,28 @@ def load_checkpoint(path: str | Path) -> dict:
         raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
     if not isinstance(state["model"], dict):
         raise CheckpointError(f"{path}: 'model' should be a state_dict, got {type(state['model']).__name__}")
+    _check_description(path, state)
     return state
+
+
+def _check_description(path: Path, state: dict) -> None:
+    """The entries that rebuild the network must have the types `describe_detector` writes: a
+    file edited by hand (class_names as one string, in_channels 2 beside RGB weights) is refused
+    here, naming the entry, rather than deep inside a builder."""
+    def refuse(key: str, expected: str) -> None:
+        raise CheckpointError(f"{path}: checkpoint entry {key!r} should be {expected}, got "
+                              f"{state.get(key)!r:.80}")
+
+    if not isinstance(state["arch"], str) or not state["arch"]:
+        refuse("arch", "the name of a registered arch")
+    names = state["class_names"]
+    if not isinstance(names, (list, tuple)) or not names or not all(isinstance(n, str) for n in names):
+        refuse("class_names", "a non-empty list of class names")
+    channels = state["in_channels"]
+    if not isinstance(channels, int) or isinstance(channels, bool) or channels < 1:
+        refuse("in_channels", "a positive number of input channels")
+    modalities = state.get("modalities") or []
+    if not isinstance(modalities, (list, tuple)) or not all(isinstance(m, str) for m in modalities):
+        refuse("modalities", "a list of modality names (rgb, lwir)")
+    if state.get("build_args") is not None and not isinstance(state["build_args"], dict):
+        refuse("build_args", "a mapping of build options")

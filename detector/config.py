@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -22,7 +23,10 @@ from typing import Any, Literal, Union
 
 import yaml
 
+from detector.config_bounds import bound_of
 from detector.errors import ConfigError
+from detector.textfiles import read_text
+
 
 def _frozen_dict() -> types.MappingProxyType:
     return types.MappingProxyType({})
@@ -215,15 +219,21 @@ def _convert(value: Any, tp: Any, dotted: str, origins: _Origins) -> Any:
             return value
         raise _Mismatch("an integer")
     if tp is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            number = float(value)
         # YAML 1.1 reads `1e-3` (no dot) as a string; it is plainly meant as a number.
-        if isinstance(value, str):
+        elif isinstance(value, str):
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise _Mismatch("a number")
+        if number is None:
+            raise _Mismatch("a number")
+        # no key of a recipe means anything with .nan or .inf; they would only surface mid-run
+        if not math.isfinite(number):
+            raise _Mismatch("a finite number")
+        return number
     if tp is str:
         if isinstance(value, str):
             return value
@@ -260,11 +270,16 @@ def _convert(value: Any, tp: Any, dotted: str, origins: _Origins) -> Any:
 
 def _checked(value: Any, tp: Any, dotted: str, origins: _Origins) -> Any:
     try:
-        return _convert(value, tp, dotted, origins)
+        converted = _convert(value, tp, dotted, origins)
     except _Mismatch as e:
         raise ConfigError(
             f"{origins.of(dotted)}: {dotted}: expected {e}, got {value!r}"
         ) from None
+    bound = bound_of(dotted)
+    if bound is not None and isinstance(converted, (int, float)) and not isinstance(converted, bool) \
+            and not bound.admits(converted):
+        raise ConfigError(f"{origins.of(dotted)}: {dotted}: expected {bound}, got {value!r}")
+    return converted
 
 
 def _build(cls: type, data: dict, prefix: str, origins: _Origins) -> Any:
@@ -337,15 +352,10 @@ def _check_consistency(config: Config, origins: _Origins) -> None:
             )
     elif train.epochs is None:
         raise ConfigError(f"{origins.of('train')}: missing key 'train.epochs' (or train.stages)")
-    positive = {"train.batch_size": train.batch_size, "train.eval_every": train.eval_every}
-    positive.update({f"train.stages.{i}.epochs": s.epochs for i, s in enumerate(train.stages or ())})
-    if train.epochs is not None:
-        positive["train.epochs"] = train.epochs
-    for dotted, value in positive.items():
-        if value < 1:
-            raise ConfigError(f"{origins.of(dotted)}: {dotted}: expected at least 1, got {value}")
-    if train.lr <= 0:
-        raise ConfigError(f"{origins.of('train.lr')}: train.lr: expected > 0, got {train.lr}")
+    for i, stage in enumerate(train.stages or ()):
+        if not stage.train:
+            raise ConfigError(f"{origins.of(f'train.stages.{i}.train')}: train.stages.{i}.train: "
+                              "expected the parts to train (head, neck, backbone, stem), got []")
     if train.adapt is not None:
         from detector.adapt.registry import adapt_problem
 
@@ -372,10 +382,7 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
     """Read a YAML config, apply dotted `overrides` ("train.lr=0.001", values parsed as YAML
     scalars) and validate it. Raises ConfigError naming the file and line (or the override)."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read the config ({e.strerror or e})") from e
+    text = read_text(path, "config", ConfigError)
     try:
         lines = _key_lines(yaml.compose(text)) if text.strip() else {}
         data = yaml.safe_load(text)

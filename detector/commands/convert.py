@@ -37,7 +37,10 @@ def add_parser(subparsers) -> None:
                    "(yolov5nu) to carry a classic YOLOv5's backbone and neck into")
     p.add_argument("--init", choices=["sum", "zero", "mean", "random"],
                    help="stem init for ir/rgbt (default: sum for ir, zero for rgbt)")
-    p.add_argument("--out", required=True, metavar="FILE", help="checkpoint to write")
+    p.add_argument("--out", required=True, metavar="FILE", help="checkpoint to write (never "
+                   "the --model file itself)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace FILE even if detector did not write it")
     p.set_defaults(func=run)
 
 
@@ -97,11 +100,15 @@ def _check_same_layer(index: int, from_layer: nn.Module, to_layer: nn.Module, ar
 def run(args) -> int:
     from detector.checkpoint import describe_detector, save_checkpoint
     from detector.models.loading import load_model
+    from detector.outputs import check_outputs, claim_file
     from detector.tables import format_table
 
     out = Path(args.out)
-    if out.exists() and out.is_dir():
+    if out.is_dir():
         raise ConfigError(f"--out {out}: is a folder; expected a checkpoint file path")
+    model_file = [Path(args.model)] if Path(args.model).is_file() else []
+    # refused before the (slow) model load, claimed only once the conversion has worked
+    check_outputs(out.parent, [out.name], flag="--out", reads=model_file, overwrite=args.overwrite)
     source = load_model(args.model)
     if args.to in STEM_TARGETS:
         detector = convert_stem(source, args.to, args.init)
@@ -114,6 +121,7 @@ def run(args) -> int:
         detector, copied = carry_yolov5_layers(source, args.to)
         done = [["backbone + neck", f"{copied} tensors copied from {args.model}"],
                 ["head", f"fresh ({len(detector.class_names)} classes)"]]
+    claim_file(out, flag="--out", reads=model_file, overwrite=args.overwrite)
     save_checkpoint(out, {**describe_detector(detector), "model": detector.state_dict(),
                           "epoch": 0})
     print(format_table(["part", "conversion"], done), file=sys.stderr)

@@ -4,8 +4,12 @@
                                [--modalities M ...] [--json FILE] [--no-decode]
         prints the summary tables and one line per problem (`file:line: kind: message`);
         exit 0 clean (info-only problems included), 1 problems found, 2 unusable input
-    detector data convert SOURCE --to coco|yolo --out DIR [--split S ...] [--link]
-        writes every split of a card (or the one read) in the other format
+    detector data convert SOURCE --to coco|yolo --out DIR [--split S ...] [--link] [--overwrite]
+        writes every split of a card (or the one read) in the other format; DIR must lie outside
+        the data set, and files there that detector did not write need --overwrite
+    detector data synthetic OUT [--train N] [--val N] [--seed S] [--overwrite]
+        writes the synthetic RGB + LWIR data set (OUT/synthetic.yaml, the card the shipped
+        configs/synthetic_tiny.yaml reads from data/synthetic)
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from pathlib import Path
 
 from detector.data.check import check_dataset, format_summary
 from detector.data.readers import read_dataset
+from detector.data.records import WARNING
 from detector.tables import format_table
 
 EXIT_CLEAN, EXIT_PROBLEMS = 0, 1
@@ -43,6 +48,8 @@ def add_parser(subparsers) -> None:
     check = sub.add_parser("check", help="summary and problems of a dataset split")
     add_source_arguments(check)
     check.add_argument("--json", metavar="FILE", help="also write the report as JSON")
+    check.add_argument("--overwrite", action="store_true",
+                       help="replace --json FILE even if detector did not write it")
     check.add_argument("--no-decode", action="store_true",
                        help="do not decode the pixels (skips the corrupt-image check)")
     check.set_defaults(func=run_check)
@@ -51,7 +58,17 @@ def add_parser(subparsers) -> None:
     convert.add_argument("--to", required=True, choices=["coco", "yolo"])
     convert.add_argument("--out", required=True, help="output folder")
     convert.add_argument("--link", action="store_true", help="symlink images instead of copying")
+    convert.add_argument("--overwrite", action="store_true",
+                         help="replace files in --out that detector did not write")
     convert.set_defaults(func=run_convert)
+    synthetic = sub.add_parser("synthetic", help="write the synthetic RGB + LWIR data set")
+    synthetic.add_argument("out", help="output folder (its card is OUT/synthetic.yaml)")
+    synthetic.add_argument("--train", type=int, default=48, help="training images (default 48)")
+    synthetic.add_argument("--val", type=int, default=16, help="validation images (default 16)")
+    synthetic.add_argument("--seed", type=int, default=0)
+    synthetic.add_argument("--overwrite", action="store_true",
+                           help="replace files in OUT that detector did not write")
+    synthetic.set_defaults(func=run_synthetic)
 
 
 def parse_modalities(values):
@@ -70,8 +87,33 @@ def _read(args, split):
                         labels=args.labels)
 
 
+def input_paths(records, source: str) -> tuple[list[Path], list[Path]]:
+    """(files, folders) a command read `records` from: what its outputs must stay out of."""
+    from detector.data.cards import find_card, load_card
+
+    files = [path for r in records.images for path in r.paths.values()]
+    files += [r.label_file for r in records.images if r.label_file is not None]
+    folders = {Path(p).parent for p in files}
+    path = Path(source).expanduser()
+    card_path = find_card(str(source))
+    if card_path is not None:  # a card may live anywhere; its root is the data set's folder
+        files.append(card_path)
+        folders.add(Path(load_card(card_path).root_path()))
+    elif path.is_dir():
+        folders.add(path)
+    elif path.is_file():  # a COCO json or a YOLO data.yaml: its folder is the data set's
+        files.append(path)
+        folders.add(path.parent)
+    return files, sorted(folders)
+
+
 def run_check(args) -> int:
+    from detector.outputs import claim_file
+
     records = _read(args, args.split)
+    if args.json:  # refused before the images are decoded, not after
+        json_path = claim_file(args.json, flag="--json", reads=input_paths(records, args.source)[0],
+                               overwrite=args.overwrite)
     report = check_dataset(records, decode=not args.no_decode)
     print(format_summary(report.summary))
     if report.problems:
@@ -79,11 +121,11 @@ def run_check(args) -> int:
         for problem in report.problems:
             print(problem)
     errors = len(report.errors)
-    print(f"\n{errors} problem(s), {len(report.problems) - errors} note(s)")
+    warnings = sum(1 for p in report.problems if p.severity == WARNING)
+    said = f"{warnings} warning(s), " if warnings else ""
+    print(f"\n{errors} problem(s), {said}{len(report.problems) - errors - warnings} note(s)")
     if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(report.to_json(), indent=1))
+        json_path.write_text(json.dumps(report.to_json(), indent=1))
     return EXIT_PROBLEMS if errors else EXIT_CLEAN
 
 
@@ -103,16 +145,36 @@ def run_convert(args) -> int:
 
     out = Path(args.out)
     rows = []
-    for split in _splits_to_convert(args):
-        records = _read(args, split)
-        name = split or "train"
+    splits = {split or "train": _read(args, split) for split in _splits_to_convert(args)}
+    for name, records in splits.items():
+        _, folders = input_paths(records, args.source)
+        options = dict(link=args.link, overwrite=args.overwrite, read_folders=folders)
         if args.to == "coco":
-            path, left_out = write_coco(records, out, name, link=args.link), 0
+            path, left_out = write_coco(records, out, name, **options), 0
         else:
-            path, left_out = write_yolo(records, out, name, link=args.link)
+            path, left_out = write_yolo(records, out, name, **options)
         rows.append([name, len(records), records.num_boxes, left_out, len(records.errors),
                      str(path)])
     print(format_table(["split", "images", "boxes", "ignore not written", "problems", "written"],
                        rows))
     print(f"read it back with: detector data check {out / 'card.yaml'} --split {rows[0][0]}")
+    return EXIT_CLEAN
+
+
+def run_synthetic(args) -> int:
+    from detector.data.synthetic import make_synthetic_dataset, synthetic_files
+    from detector.errors import ConfigError
+    from detector.outputs import claim_outputs
+
+    for flag, count in (("--train", args.train), ("--val", args.val)):
+        if count < 0:
+            raise ConfigError(f"{flag}: expected 0 or more images, got {count}")
+    if args.train + args.val == 0:
+        raise ConfigError("--train / --val: both are 0; nothing to write")
+    claim_outputs(args.out, synthetic_files(args.train, args.val), flag="",
+                  overwrite=args.overwrite)
+    card = make_synthetic_dataset(args.out, num_train=args.train, num_val=args.val,
+                                  seed=args.seed, progress=True)
+    print(f"wrote {card} ({args.train} train, {args.val} val images, RGB + LWIR)\n"
+          f"check it: detector data check {card} --split train")
     return EXIT_CLEAN

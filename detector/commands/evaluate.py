@@ -87,9 +87,12 @@ def _adapt_to_data(detector, records, init: str | None) -> None:
 def run(args) -> int:
     from detector.data.readers import read_dataset
     from detector.evaluation.coco import evaluate, evaluate_predictions, gc_paused
+    from detector.runtime import check_workers, resolve_device
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size: expected a positive number, got {args.batch_size}")
+    args.device = resolve_device(args.device, "--device") if args.model else None
+    check_workers(args.workers, "--workers")
     with gc_paused():  # a large annotation json loads about twice as fast
         records = read_dataset(args.data, split=args.split, format=args.format,
                                modalities=parse_modalities(args.modalities), images=args.images,

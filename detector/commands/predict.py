@@ -42,6 +42,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--conf", type=float, default=0.25, help="lowest score kept (default 0.25)")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when present)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace files in --out that detector did not write")
     p.set_defaults(func=run)
 
 
@@ -117,6 +119,8 @@ def run(args) -> int:
 
     from detector.data.images import load_modality, to_float
     from detector.models.loading import load_model
+    from detector.outputs import check_outputs, claim_outputs
+    from detector.runtime import resolve_device
 
     if not 0.0 <= args.conf <= 1.0:
         raise ConfigError(f"--conf: expected a score between 0 and 1, got {args.conf}")
@@ -124,12 +128,16 @@ def run(args) -> int:
         raise ConfigError(f"--batch-size: expected a positive number, got {args.batch_size}")
     source, out_dir = Path(args.source), Path(args.out)
     files = find_images(source)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(args.device, "--device")
+    root = source if source.is_dir() else source.parent
+    names = [path.relative_to(root).as_posix() for path in files] + ["predictions.json"]
+    claim = dict(flag="--out", reads=files, read_folders=[source] if source.is_dir() else [],
+                 overwrite=args.overwrite)
+    check_outputs(out_dir, names, **claim)  # before the model loads
     detector = load_model(args.model, device=device)
     modality = _modality(detector)
     class_names = list(detector.class_names)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    root = source if source.is_dir() else source.parent
+    claim_outputs(out_dir, names, **claim)
     entries = []
     with torch.inference_mode(), tqdm(total=len(files), unit="img", desc="predict") as bar:
         for start in range(0, len(files), args.batch_size):
@@ -142,8 +150,6 @@ def run(args) -> int:
                 relative = path.relative_to(root)
                 target = out_dir / relative
                 target.parent.mkdir(parents=True, exist_ok=True)
-                if target.resolve() == path.resolve():
-                    raise ConfigError(f"--out {out_dir}: would overwrite the source image {path}")
                 if not cv2.imwrite(str(target), draw_detections(to_display(image), detections)):
                     raise DatasetError(f"{target}: OpenCV could not write the annotated image")
                 entries.append({"file": relative.as_posix(), "width": image.shape[1],

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 ERROR = "error"
+WARNING = "warning"  # usable, but probably not what the user meant: said once, in one line
 INFO = "info"
 
 

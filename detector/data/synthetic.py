@@ -155,6 +155,16 @@ def _write_split(out: Path, split: str, count: int, size: tuple[int, int], seed:
     (out / "annotations" / f"{split}.json").write_text(json.dumps(coco, indent=1) + "\n")
 
 
+def synthetic_files(num_train: int = 48, num_val: int = 16) -> list[str]:
+    """The files `make_synthetic_dataset` writes, relative to its out_dir (to claim them first)."""
+    files = ["synthetic.yaml"]
+    for split, count in (("train", num_train), ("val", num_val)):
+        if count > 0:
+            files.append(f"annotations/{split}.json")
+            files += [f"{m}/{split}/{split}_{i:04d}.png" for m in ("rgb", "lwir") for i in range(count)]
+    return files
+
+
 def make_synthetic_dataset(out_dir, num_train: int = 48, num_val: int = 16,
                            size: tuple[int, int] = (160, 128), seed: int = 0,
                            progress: bool = False) -> Path:

@@ -10,6 +10,10 @@ Layouts written under `out` (one split per call):
   up to 100k px images) and out/data.yaml (`path: .`, one key per split, `names`); YOLO txt has
   no ignore regions, so they are not written (the count is returned)
 - both: out/card.yaml, a dataset card that reads every written split back, modalities included.
+
+Every file a call will write is claimed first (detector/outputs.py): nothing is written into the
+records' own files or folders, nor over a file of `out` that the toolkit did not write, unless
+`overwrite`. `read_folders` names more folders the output must stay out of (the data set's root).
 """
 
 from __future__ import annotations
@@ -25,17 +29,18 @@ import yaml
 from detector.boxes import normalize_xyxy, xyxy_to_cxcywh, xyxy_to_xywh
 from detector.data.records import DatasetRecords
 from detector.errors import DatasetError
+from detector.outputs import claim_outputs
 
 
 def _image_folder(records: DatasetRecords, modality: str, split: str) -> str:
     return f"images/{split}" if len(records.modalities) == 1 else f"{modality}/{split}"
 
 
-def write_images(records: DatasetRecords, out: Path, split: str, link: bool = False) -> None:
-    """Copy (or symlink) every modality's image into its folder under `out`."""
+def _image_names(records: DatasetRecords, split: str) -> list[str]:
+    """The image files a split writes, relative to `out`; DatasetError on two images of one
+    modality with the same file name (the second would replace the first)."""
+    names = []
     for modality in records.modalities:
-        folder = out / _image_folder(records, modality, split)
-        folder.mkdir(parents=True, exist_ok=True)
         seen = {}
         for record in records.images:
             source = Path(record.paths[modality])
@@ -43,6 +48,36 @@ def write_images(records: DatasetRecords, out: Path, split: str, link: bool = Fa
                 raise DatasetError(f"{source}: same file name as {seen[source.name]}; the "
                                    f"images of one split must have distinct names")
             seen[source.name] = source
+            names.append(f"{_image_folder(records, modality, split)}/{source.name}")
+    return names
+
+
+def _read_yaml_written(path: Path) -> dict | None:
+    """A card.yaml / data.yaml written before into `out` (merged with the new split), or None."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None  # replaced (`--overwrite` allowed it): nothing of it is kept
+    return data if isinstance(data, dict) else None
+
+
+def _claim(records: DatasetRecords, out: Path, names: list[str], overwrite: bool,
+           read_folders) -> None:
+    """Claim `names` (and the images) under `out`, refusing the records' own files and folders."""
+    reads = [path for r in records.images for path in r.paths.values()]
+    reads += [r.label_file for r in records.images if r.label_file is not None]
+    folders = {Path(p).parent for p in reads} | {Path(f) for f in read_folders}
+    claim_outputs(out, names, flag="--out", reads=reads, read_folders=sorted(folders),
+                  overwrite=overwrite)
+
+
+def write_images(records: DatasetRecords, out: Path, split: str, link: bool = False) -> None:
+    """Copy (or symlink) every modality's image into its folder under `out`."""
+    for modality in records.modalities:
+        folder = out / _image_folder(records, modality, split)
+        folder.mkdir(parents=True, exist_ok=True)
+        for record in records.images:
+            source = Path(record.paths[modality])
             target = folder / source.name
             if target.exists() or target.is_symlink():
                 target.unlink()
@@ -56,7 +91,7 @@ def _update_card(out: Path, records: DatasetRecords, split: str, format: str,
                  entry: dict) -> None:
     """Add this split to out/card.yaml (created on the first split)."""
     path = out / "card.yaml"
-    card = yaml.safe_load(path.read_text()) if path.is_file() else None
+    card = _read_yaml_written(path)
     if not card or card.get("format") != format:
         card = {"format": format, "root": str(out.resolve()), "classes": list(records.class_names),
                 "modalities": {m: ("images" if len(records.modalities) == 1 else m)
@@ -66,9 +101,12 @@ def _update_card(out: Path, records: DatasetRecords, split: str, format: str,
     path.write_text(yaml.safe_dump(card, sort_keys=False))
 
 
-def write_coco(records: DatasetRecords, out, split: str = "train", link: bool = False) -> Path:
+def write_coco(records: DatasetRecords, out, split: str = "train", link: bool = False,
+               overwrite: bool = False, read_folders=()) -> Path:
     """Write a split as out/annotations/<split>.json (+ images, + card.yaml); returns the json."""
     out = Path(out)
+    _claim(records, out, [*_image_names(records, split), f"annotations/{split}.json", "card.yaml"],
+           overwrite, read_folders)
     write_images(records, out, split, link)
     categories = [{"id": int(cid), "name": name, "supercategory": name}
                   for name, cid in zip(records.class_names, records.category_ids)]
@@ -96,12 +134,16 @@ def write_coco(records: DatasetRecords, out, split: str = "train", link: bool = 
     return path
 
 
-def write_yolo(records: DatasetRecords, out, split: str = "train",
-               link: bool = False) -> tuple[Path, int]:
+def write_yolo(records: DatasetRecords, out, split: str = "train", link: bool = False,
+               overwrite: bool = False, read_folders=()) -> tuple[Path, int]:
     """Write a split as out/labels/<split>/*.txt + out/data.yaml (+ images, + card.yaml).
 
     Returns (data.yaml path, number of ignore regions left out)."""
     out = Path(out)
+    labels = [f"labels/{split}/{Path(r.paths[records.modalities[0]]).stem}.txt"
+              for r in records.images]
+    _claim(records, out, [*_image_names(records, split), *labels, "data.yaml", "card.yaml"],
+           overwrite, read_folders)
     write_images(records, out, split, link)
     labels_dir = out / "labels" / split
     labels_dir.mkdir(parents=True, exist_ok=True)
@@ -115,7 +157,7 @@ def write_yolo(records: DatasetRecords, out, split: str = "train",
         (labels_dir / f"{first.stem}.txt").write_text("".join(line + "\n" for line in lines))
         left_out += len(record.ignore)
     data_path = out / "data.yaml"
-    data = yaml.safe_load(data_path.read_text()) if data_path.is_file() else None
+    data = _read_yaml_written(data_path)
     if not data or data.get("names") != list(records.class_names):
         data = {"path": ".", "names": list(records.class_names)}
     data[split] = _image_folder(records, records.modalities[0], split)

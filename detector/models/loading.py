@@ -22,7 +22,7 @@ from typing import Callable
 
 import torch
 
-from detector.checkpoint import load_checkpoint
+from detector.checkpoint import NotARunCheckpoint, load_checkpoint
 from detector.errors import CheckpointError, ConfigError, WeightsError
 from detector.models.detector import Detector
 from detector.models.registry import build_detector, list_models
@@ -45,17 +45,44 @@ FOREIGN_IMPORTERS: dict[str, Callable[[Path], Detector | None]] = {
 }
 
 
-def detector_from_checkpoint(state: dict, prefer_ema: bool = True) -> Detector:
-    """Rebuild the network a run checkpoint describes and load its weights (EMA when present)."""
-    detector = build_detector(state["arch"], state["class_names"], weights=None,
-                              in_channels=state["in_channels"], **(state.get("build_args") or {}))
+def detector_from_checkpoint(state: dict, prefer_ema: bool = True,
+                             source: str | Path = "checkpoint") -> Detector:
+    """Rebuild the network a run checkpoint describes and load its weights (EMA when present).
+
+    Raises CheckpointError naming `source` (the file) when the arch is unknown, the build options
+    do not fit it, or the tensors do not fit the network it describes."""
+    try:
+        detector = build_detector(state["arch"], state["class_names"], weights=None,
+                                  in_channels=state["in_channels"],
+                                  **(state.get("build_args") or {}))
+    except ConfigError as e:
+        raise CheckpointError(f"{source}: cannot rebuild its network: {e}") from e
+    except (TypeError, ValueError, KeyError, IndexError) as e:
+        raise CheckpointError(f"{source}: cannot rebuild arch {state['arch']!r} from its entries "
+                              f"(build_args {state.get('build_args')}): {_first_line(e)}") from e
     weights = state["model"]
     if prefer_ema and state.get("ema"):
-        weights = state["ema"]["model"]
-    detector.load_state_dict(weights)
+        weights = state["ema"].get("model") if isinstance(state["ema"], dict) else None
+        if not isinstance(weights, dict):
+            raise CheckpointError(f"{source}: checkpoint entry 'ema' holds no 'model' state_dict")
+    try:
+        detector.load_state_dict(weights)
+    except (RuntimeError, TypeError, KeyError) as e:
+        # load_state_dict lists every missing, unexpected and mis-shaped tensor; the first says
+        # enough for a line, --debug shows them all
+        raise CheckpointError(
+            f"{source}: its tensors do not fit {state['arch']} with {len(state['class_names'])} "
+            f"classes and {state['in_channels']} input channels ({_first_line(e)})") from e
     if state.get("modalities"):
         detector.modalities = list(state["modalities"])
     return detector
+
+
+def _first_line(error: Exception) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    detail = next((line for line in lines[1:] if "size mismatch" in line or "Missing" in line
+                   or "Unexpected" in line), lines[0] if lines else type(error).__name__)
+    return detail[:300]
 
 
 def _import_foreign(path: Path, tried: list[str]) -> Detector | None:
@@ -79,9 +106,11 @@ def _import_foreign(path: Path, tried: list[str]) -> Detector | None:
 def _load_file(path: Path) -> Detector:
     tried = []
     try:
-        return detector_from_checkpoint(load_checkpoint(path))
-    except CheckpointError as e:
+        state = load_checkpoint(path)
+    except NotARunCheckpoint as e:
         tried.append(f"run checkpoint ({str(e).removeprefix(f'{path}: ')})")
+    else:  # a run checkpoint: no other family's importer should have a go at it
+        return detector_from_checkpoint(state, source=path)
     detector = _import_foreign(path, tried)
     if detector is None:
         raise CheckpointError(f"{path}: not a checkpoint detector can load; tried: {'; '.join(tried)}")

@@ -158,12 +158,9 @@ def _plot(out_dir: Path, best_metrics) -> None:
 
 
 def resolve_device(device: str | None, local_rank: int = 0) -> torch.device:
-    if device is None:
-        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device: {device} was asked for but CUDA is not available")
-    return device
+    from detector.runtime import resolve_device as resolve
+
+    return resolve(device, "train.device", local_rank)
 
 
 def fit(detector: nn.Module, train_data: Dataset, val_data: Dataset | None = None, *,
