@@ -147,8 +147,10 @@ def read_card(card: DatasetCard, split: str | None = None, modalities=None, imag
 
     `modalities` picks a subset of the card's modalities (list of names); `images` / `labels`
     override the split's folders for the first modality."""
-    from detector.data import coco_reader, voc_reader, yolo_reader
-    from detector.data.readers import move_classes_to_ignore, pair_modalities
+    from detector.data.readers.coco import read_coco
+    from detector.data.readers.pairing import move_classes_to_ignore, pair_modalities
+    from detector.data.readers.voc import read_voc
+    from detector.data.readers.yolo import read_yolo
 
     if split is None:
         if len(card.splits) != 1:
@@ -182,13 +184,13 @@ def read_card(card: DatasetCard, split: str | None = None, modalities=None, imag
     if card.format == "coco":
         if "annotations" not in entry:
             raise DatasetError(f"{card.path}: split {split!r} needs `annotations:` (a COCO json)")
-        records = coco_reader.read_coco(at_root("annotations"), images=image_dirs[first],
+        records = read_coco(at_root("annotations"), images=image_dirs[first],
                                         modality=first, classes=card.classes)
     elif card.format == "yolo":
-        records = yolo_reader.read_yolo(root, images=image_dirs[first], labels=label_dir,
+        records = read_yolo(root, images=image_dirs[first], labels=label_dir,
                                         modality=first, classes=card.classes)
     else:
-        records = voc_reader.read_voc(root, images=image_dirs[first],
+        records = read_voc(root, images=image_dirs[first],
                                       labels=label_dir or at_root("annotations"),
                                       id_list=at_root("list"), modality=first,
                                       classes=card.classes, split=None,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from detector.data.readers import clean_boxes, index_images, try_image_size
+from detector.data.readers.common import clean_boxes, index_images, try_image_size
 from detector.data.records import INFO, DatasetRecords, ImageRecord, Problem
 from detector.errors import DatasetError
 

@@ -22,7 +22,7 @@ import numpy as np
 import yaml
 
 from detector.boxes import cxcywh_to_xyxy, denormalize_xyxy
-from detector.data.readers import is_data_yaml, clean_boxes, index_images, try_image_size
+from detector.data.readers.common import is_data_yaml, clean_boxes, index_images, try_image_size
 from detector.data.records import INFO, DatasetRecords, ImageRecord, Problem
 from detector.errors import DatasetError
 
