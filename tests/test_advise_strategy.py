@@ -84,6 +84,7 @@ def test_small_different_keeps_the_layers_before_the_departure():
     # a short run: the warmup (a third of it) covers the head-only stage, which is dropped
     short = _plan(SMALL, gaps, epochs=6)
     assert short.warmup_epochs == 2.0 and len(short.stages) == 1
+    assert short.stages[0]["epochs"] == 6
     assert "warmup covers" in " ".join(short.why)
 
 

@@ -202,7 +202,8 @@ def plan_training(quadrant: Quadrant, part_gaps: dict[str, float | None], part_n
     if head_epochs and plan.warmup_epochs >= head_epochs:
         plan.why.append(f"the fresh head gets no head-only stage: the {plan.warmup_epochs:g}-epoch "
                         f"warmup covers the {head_epochs} epoch(s) it would take")
-    elif head_epochs:
+        head_epochs = 0
+    if head_epochs:
         stages.append({"epochs": head_epochs, "train": ["head"], "lr_mult": {}})
         plan.why.append(f"the fresh head trains alone for {head_epochs} epoch(s) first")
     stages.append({"epochs": epochs - head_epochs, "train": train,
