@@ -13,7 +13,7 @@ from torch import nn
 from detector.advise import advise
 from detector.advise.candidate import Candidate
 from detector.advise.recipe import recipe_dict, write_recipe
-from detector.advise.report import format_report
+from detector.advise.report import format_report, layers_table
 from detector.cli import main
 from detector.config import config_from_dict, load_config
 from detector.data.synthetic import make_synthetic_dataset
@@ -63,6 +63,11 @@ def test_rgb_plus_lwir_data_with_an_rgb_model_gets_the_zero_stem(synthetic, toy_
     assert config.data.val.split == "val"
     report = format_report(advice)
     assert "quadrant: small + " in report and "stem: zero" in report
+    table = layers_table(chosen).splitlines()
+    assert table[0].split() == ["layer", "part", "channels", "gap", "rgb", "gap", "lwir", "max",
+                                "ch"]
+    assert [line.split()[:2] for line in table[2:]] == [["stem.1", "stem"],
+                                                        ["stage0.1", "backbone.0"]]
 
 
 def test_four_channels_into_a_one_channel_model_is_refused(synthetic, toy_models):

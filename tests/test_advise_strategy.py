@@ -74,12 +74,18 @@ def test_large_similar_fine_tunes_everything():
 def test_small_different_keeps_the_layers_before_the_departure():
     gaps = _gaps(backbone_1=FAR * 4, backbone_2=FAR * 4, neck=FAR * 4)
     assert departure_part(gaps) == "backbone.1"
-    plan = _plan(SMALL, gaps)
+    plan = _plan(SMALL, gaps, epochs=30)
     assert plan.departure == "backbone.1"
     assert plan.frozen == ["stem", "backbone.0"]
-    assert plan.stages[0] == {"epochs": 2, "train": ["head"], "lr_mult": {}}
-    assert plan.stages[1] == {"epochs": 8, "train": ["backbone.1", "backbone.2", "neck", "head"],
+    assert plan.warmup_epochs == 3.0
+    assert plan.stages[0] == {"epochs": 6, "train": ["head"], "lr_mult": {}}
+    assert plan.stages[1] == {"epochs": 24, "train": ["backbone.1", "backbone.2", "neck", "head"],
                               "lr_mult": {}}
+    # a short run: the warmup (a third of it) covers the head-only stage, which is dropped
+    short = _plan(SMALL, gaps, epochs=6)
+    assert short.warmup_epochs == 2.0 and len(short.stages) == 1
+    assert short.stages[0]["epochs"] == 6
+    assert "warmup covers" in " ".join(short.why)
 
 
 def test_large_different_trains_every_part_from_the_pretrained_init():

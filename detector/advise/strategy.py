@@ -19,7 +19,11 @@ What trains, per quadrant (parts in model order: stem, backbone.<i>, neck, head)
   rest: the detector's version of "features from a middle layer".
 - large + different: every part, from the pretrained init.
 A fresh head (any class without a pretrained row) first trains alone for HEAD_FIRST_SHARE of the
-epochs, so its random gradients do not wreck the features it sits on. Learning rates: parts that
+epochs, so its random gradients do not wreck the features it sits on, unless the warmup lasts at
+least as long: a linear warmup from ~0 already keeps those early updates small, and a head-only
+stage in a short schedule costs a large share of the epochs in which the rest can adapt (on the
+3-epoch validation bench, one head-only epoch lost 0.08 to 0.13 mAP50 against training every
+part from the start on bccd and llvip_mini IR; benchmarks/advise_bench.py). Learning rates: parts that
 start fresh or whose gap says they must change train at the full lr; pretrained parts whose gap
 is small train at PRETRAINED_LR_MULT of it (the seeds' "pretrained low, new high").
 A deep gap (the last backbone stage and the neck) over THRESHOLDS[distance].far means the
@@ -195,6 +199,10 @@ def plan_training(quadrant: Quadrant, part_gaps: dict[str, float | None], part_n
     mult = lr_for(train)
     head_epochs = max(1, round(epochs * HEAD_FIRST_SHARE)) if fresh_head and epochs >= 2 else 0
     stages = []
+    if head_epochs and plan.warmup_epochs >= head_epochs:
+        plan.why.append(f"the fresh head gets no head-only stage: the {plan.warmup_epochs:g}-epoch "
+                        f"warmup covers the {head_epochs} epoch(s) it would take")
+        head_epochs = 0
     if head_epochs:
         stages.append({"epochs": head_epochs, "train": ["head"], "lr_mult": {}})
         plan.why.append(f"the fresh head trains alone for {head_epochs} epoch(s) first")
