@@ -13,7 +13,6 @@ explicit arguments.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import types
 import typing
@@ -24,7 +23,7 @@ from typing import Any, Literal, Union
 import yaml
 
 from detector.config_bounds import bound_of
-from detector.errors import ConfigError
+from detector.errors import ConfigError, suggestion
 from detector.textfiles import read_text
 
 
@@ -289,9 +288,7 @@ def _build(cls: type, data: dict, prefix: str, origins: _Origins) -> Any:
     for key in data:
         if key not in fields:
             dotted = f"{dot}{key}"
-            valid = [f"{dot}{name}" for name in fields]
-            close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.5)
-            hint = f"did you mean '{dot}{close[0]}'?" if close else f"valid keys: {', '.join(valid)}"
+            hint = suggestion(dotted, [f"{dot}{name}" for name in fields])
             raise ConfigError(f"{origins.of(dotted)}: unknown key '{dotted}'; {hint}")
     values = {}
     for name, f in fields.items():

@@ -32,7 +32,6 @@ folder also keeps test_predictions.json (COCO results) and test/ (PR curves, per
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import itertools
 import json
@@ -45,7 +44,7 @@ import yaml
 from detector.config import (
     Config, DataConfig, SourceConfig, config_from_dict, config_to_dict, load_config,
 )
-from detector.errors import ConfigError
+from detector.errors import ConfigError, suggestion
 
 BENCH_KEYS = ("base", "data", "runs", "grid", "out_dir")
 RUN_KEYS = ("name", "overrides")
@@ -107,9 +106,7 @@ def config_hash(config: dict) -> str:
 
 
 def _nearest(key, valid, where: str) -> ConfigError:
-    close = difflib.get_close_matches(str(key), list(valid), n=1, cutoff=0.5)
-    hint = f"did you mean '{close[0]}'?" if close else f"valid keys: {', '.join(valid)}"
-    return ConfigError(f"{where}: unknown key '{key}'; {hint}")
+    return ConfigError(f"{where}: unknown key '{key}'; {suggestion(key, valid)}")
 
 
 def _check_keys(mapping: dict, valid, where: str, prefix: str = "") -> None:

@@ -19,7 +19,6 @@ rejected with the nearest valid key.
 
 from __future__ import annotations
 
-import difflib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +27,7 @@ import yaml
 
 import detector
 from detector.data.records import DatasetRecords
-from detector.errors import DatasetError
+from detector.errors import DatasetError, suggestion
 
 CARD_KEYS = ("format", "root", "splits", "classes", "modalities", "ignore_classes",
              "description", "url", "license")
@@ -104,9 +103,7 @@ def _load_yaml(path: Path) -> dict:
 def _reject_unknown(keys, valid, where: str) -> None:
     for key in keys:
         if key not in valid:
-            near = difflib.get_close_matches(str(key), valid, n=1)
-            hint = f"; did you mean {near[0]!r}?" if near else f"; valid keys: {', '.join(valid)}"
-            raise DatasetError(f"{where}: unknown key {key!r}{hint}")
+            raise DatasetError(f"{where}: unknown key '{key}'; {suggestion(key, valid)}")
 
 
 def load_card(path: Path) -> DatasetCard:

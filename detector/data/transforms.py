@@ -33,7 +33,6 @@ With train=False there is no augmentation, so that relation maps the original im
 from __future__ import annotations
 
 import copy
-import difflib
 import inspect
 import warnings
 from collections.abc import Mapping
@@ -44,7 +43,7 @@ import numpy as np
 import torch
 
 from detector.data.images import MODALITY_CHANNELS, to_float
-from detector.errors import ConfigError
+from detector.errors import ConfigError, suggestion
 
 # A sensible default for fine-tuning: flips, mild scale/shift, colour on rgb, contrast on lwir.
 DEFAULT_TRAIN_AUGMENT = [
@@ -110,18 +109,16 @@ def _parse_entry(entry, where: str) -> tuple[str, dict, list[str] | None]:
 
 def _make_transform(name: str, arguments: dict, where: str):
     if name not in TRANSFORMS:
-        near = difflib.get_close_matches(name, list(TRANSFORMS), n=1)
-        hint = f"; did you mean {near[0]!r}?" if near else ""
-        raise ConfigError(f"{where}: unknown transform {name!r}{hint} (any albumentations "
+        hint = suggestion(name, TRANSFORMS, what=None) or "expected"
+        raise ConfigError(f"{where}: unknown transform {name!r}; {hint} (any albumentations "
                           "geometric or pixel transform, e.g. HorizontalFlip, Affine, "
                           "RandomBrightnessContrast)")
     cls = TRANSFORMS[name]
     valid = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "kwargs")]
     for key in arguments:
         if key not in valid:
-            near = difflib.get_close_matches(key, valid, n=1)
-            hint = f"did you mean {near[0]!r}?" if near else f"valid: {', '.join(valid)}"
-            raise ConfigError(f"{where}: {name} has no argument {key!r}; {hint}")
+            raise ConfigError(f"{where}: {name} has no argument {key!r}; "
+                              f"{suggestion(key, valid, 'valid')}")
     # YAML has lists where albumentations wants (low, high) tuples
     arguments = {k: tuple(v) if isinstance(v, list) else v for k, v in arguments.items()}
     try:
