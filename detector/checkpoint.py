@@ -12,15 +12,14 @@ a crash at any moment leaves either the old file or the new one at `path`, never
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 
 import torch
 
 from detector.errors import CheckpointError
+from detector.outputs import write_atomically
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format_version", "arch", "class_names", "in_channels", "model", "epoch")
@@ -49,36 +48,11 @@ def describe_detector(detector) -> dict:
 
 def save_checkpoint(path: str | Path, state: dict) -> None:
     """Write `state` to `path` atomically (temp file in the same folder, fsync, rename)."""
-    path = Path(path)
     missing = [key for key in REQUIRED_KEYS if key not in state]
     if missing:
         raise ValueError(f"checkpoint state lacks {', '.join(missing)}")  # a caller's bug
     state = {**state, "format_version": state.get("format_version", FORMAT_VERSION)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp_name, 0o644)  # mkstemp makes it private; a checkpoint is an ordinary file
-        with os.fdopen(handle, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        # Interrupted or failed: the old checkpoint stays; the partial temp file goes.
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    _fsync_folder(path.parent)
-
-
-def _fsync_folder(folder: Path) -> None:
-    # The rename itself must reach the disk, or a power loss could bring the old name back.
-    if os.name != "posix":
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    write_atomically(path, lambda f: torch.save(state, f))
 
 
 def read_weights_only(path: str | Path) -> object:

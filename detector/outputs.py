@@ -19,6 +19,7 @@ them again next time (a second `data convert` into the same folder, `bench` reus
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from detector.errors import ConfigError
@@ -52,9 +53,7 @@ def written_by_detector(folder: Path) -> set[str]:
 
 def _record(folder: Path, names: set[str]) -> None:
     manifest = folder / MANIFEST
-    tmp = folder / f".{MANIFEST}.tmp"
-    tmp.write_text("".join(f"{name}\n" for name in sorted(names)), encoding="utf-8")
-    os.replace(tmp, manifest)
+    write_atomically(manifest, "".join(f"{name}\n" for name in sorted(names)))
 
 
 def check_outputs(folder, names, *, flag: str, reads=(), read_folders=(),
@@ -131,3 +130,38 @@ def remove_outputs(folder, names) -> None:
         folder.rmdir()
     except OSError:  # the user's files, or files the toolkit wrote without listing them
         pass
+
+
+def write_atomically(path: str | Path, content) -> None:
+    """The toolkit's one way to write a file: `content` (str, bytes, or a function writing to
+    a binary file object) goes to a temp file in the same folder, is fsynced and renamed over
+    `path`, so a crash at any moment leaves the old file or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.chmod(tmp_name, 0o644)  # mkstemp makes it private; ours are ordinary files
+        with os.fdopen(handle, "wb") as f:
+            if callable(content):
+                content(f)
+            else:
+                f.write(content.encode("utf-8") if isinstance(content, str) else content)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        # Interrupted or failed: the old file stays; the partial temp file goes.
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    _fsync_folder(path.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    # The rename itself must reach the disk, or a power loss could bring the old name back.
+    if os.name != "posix":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -8,7 +8,7 @@ import pickle
 import pytest
 import torch
 
-from detector import checkpoint
+from detector import outputs
 from detector.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
 from detector.errors import CheckpointError
 
@@ -67,7 +67,7 @@ def test_interrupt_before_rename_leaves_the_old_file_intact(tmp_path, monkeypatc
         seen.append(os.fstat(fd).st_size)  # the new data is fully written by now
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(checkpoint.os, "fsync", interrupted_fsync)
+    monkeypatch.setattr(outputs.os, "fsync", interrupted_fsync)
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(path, make_state(epoch=2, value=5.0))
     monkeypatch.undo()

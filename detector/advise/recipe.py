@@ -8,12 +8,12 @@ measurements that chose it, and is written atomically. A file that exists and wa
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import yaml
 
 from detector.errors import ConfigError
+from detector.outputs import write_atomically
 
 HEADER = "# Written by `detector advise`"
 
@@ -81,10 +81,7 @@ def write_recipe(advice, path: str | Path, model_advice=None, out_dir: str | Non
             raise ConfigError(f"--out {path}: exists and was not written by `detector advise`; "
                               "not overwritten (choose another --out)")
     text = recipe_text(advice, model_advice, out_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_atomically(path, text)
     return path
 
 

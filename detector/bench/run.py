@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import yaml
@@ -18,6 +17,7 @@ import yaml
 from detector.bench.plan import BenchPlan, BenchRun, config_hash
 from detector.config import Config, config_to_dict
 from detector.errors import ConfigError
+from detector.outputs import write_atomically
 
 
 def read_results(run_dir: Path, results_hash: str) -> dict | None:
@@ -41,9 +41,7 @@ def _can_resume(run_dir: Path, train_hash: str) -> bool:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
+    write_atomically(path, json.dumps(data, indent=2))
 
 
 def _number(value) -> float | None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import time
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from tqdm import tqdm
 
 from detector.checkpoint import describe_detector, load_checkpoint, save_checkpoint
 from detector.errors import ConfigError, TrainingError
+from detector.outputs import write_atomically
 from detector.train.dist import (
     all_true, barrier, init_distributed, make_sampler, reduce_mean, unwrap_model, wrap_model,
 )
@@ -129,12 +129,6 @@ def _default_evaluate(detector, data, *, backend, batch_size, device):
     return evaluate(detector, data, backend=backend, batch_size=batch_size, device=device)
 
 
-def _write_text_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _write_metrics(path: Path, history: list[dict]) -> None:
     columns = list(dict.fromkeys(key for row in history for key in row))
     buffer = io.StringIO()
@@ -143,7 +137,7 @@ def _write_metrics(path: Path, history: list[dict]) -> None:
     for row in history:
         writer.writerow({k: ("" if v is None else f"{v:.6g}" if isinstance(v, float) else v)
                          for k, v in row.items()})
-    _write_text_atomically(path, buffer.getvalue())
+    write_atomically(path, buffer.getvalue())
 
 
 def _plot(out_dir: Path, best_metrics) -> None:
@@ -190,7 +184,7 @@ def fit(detector: nn.Module, train_data: Dataset, val_data: Dataset | None = Non
     if context.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         if config is not None:
-            _write_text_atomically(out_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+            write_atomically(out_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
     if batch_size % context.world_size:
         raise ConfigError(f"train.batch_size {batch_size} does not split over {context.world_size} processes")
     seed_everything(seed + context.rank)
