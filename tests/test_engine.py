@@ -32,7 +32,7 @@ def make_detector(seed=0):
 
 def run(detector, out_dir, **kwargs):
     settings = dict(epochs=2, batch_size=2, lr=0.05, warmup_epochs=0.5, collate_fn=collate,
-                    evaluate_fn=box_error_metric, show_progress=False, seed=3)
+                    evaluate_fn=box_error_metric, show_progress=False, seed=3, workers=0)
     settings.update(kwargs)
     train = settings.pop("train_data", ToyDataset(8, noise=0.1))
     return fit(detector, train, ToyDataset(4, seed=1), out_dir=out_dir, **settings)
@@ -145,7 +145,7 @@ KILL_SCRIPT = textwrap.dedent("""
     fit(ToyDetector(["a", "b"]), ToyDataset(8, noise=0.1, delay=float(sys.argv[2])),
         ToyDataset(4, seed=1), out_dir=sys.argv[1], epochs=6, batch_size=2, lr=0.05,
         warmup_epochs=0.5, ema=True, collate_fn=collate, evaluate_fn=box_error_metric,
-        show_progress=False, seed=3, resume=sys.argv[3] == "resume")
+        show_progress=False, seed=3, workers=0, resume=sys.argv[3] == "resume")
 """)
 
 
@@ -181,7 +181,7 @@ def test_sigkill_mid_epoch_then_resume(tmp_path):
     straight = ToyDetector(["a", "b"])
     fit(straight, ToyDataset(8, noise=0.1), ToyDataset(4, seed=1), out_dir=tmp_path / "straight",
         epochs=6, batch_size=2, lr=0.05, warmup_epochs=0.5, ema=True, collate_fn=collate,
-        evaluate_fn=box_error_metric, show_progress=False, seed=3)
+        evaluate_fn=box_error_metric, show_progress=False, seed=3, workers=0)
     # Float sums may be reduced in another order across processes (thread pools): allclose, not equal.
     for name, value in straight.state_dict().items():
         assert torch.allclose(value.float(), final["model"][name].float(), rtol=1e-4, atol=1e-6), name

@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from detector.bench.plan import BenchPlan, BenchRun, config_hash
-from detector.config import Config, config_to_dict
+from detector.config import Config
 from detector.errors import ConfigError
 from detector.outputs import write_atomically
 
@@ -72,29 +72,23 @@ def train_and_test(run: BenchRun, run_dir: Path, show_progress: bool = True) -> 
     """Train `run` into `run_dir` (resuming an interrupted run of the same config), score its
     best checkpoint on the test split, write run_dir/results.json and return its contents."""
     from detector.checkpoint import load_checkpoint
-    from detector.commands.train import build_data, build_model, read_split, train_arguments
     from detector.evaluation.coco import evaluate
     from detector.evaluation.report import plot_metrics
     from detector.models.loading import detector_from_checkpoint
+    from detector.recipe import prepare_run, read_split
     from detector.train import engine
 
     config = run.config
     run_dir = Path(run_dir)
-    train_data, val_data, class_names, modalities = build_data(config)
     test_records = read_split(run.test, run.test.modalities or config.data.modalities)
-    if list(test_records.class_names) != class_names:
-        raise ConfigError(f"data.test: {run.test.source} has classes {test_records.class_names}, "
-                          f"the training data {class_names}")
     resume = _can_resume(run_dir, run.train_hash)
+    prepared = prepare_run(config, run_dir, resume=resume)
+    if list(test_records.class_names) != prepared.class_names:
+        raise ConfigError(f"data.test: {run.test.source} has classes {test_records.class_names}, "
+                          f"the training data {prepared.class_names}")
     (run_dir / "results.json").unlink(missing_ok=True)
-    if resume:
-        detector = detector_from_checkpoint(load_checkpoint(run_dir / "last.pt"), prefer_ema=False)
-    else:
-        channels = int(train_data[0][0].shape[0])
-        detector = build_model(config, class_names, modalities, channels)
-    outcome = engine.fit(detector, train_data, val_data, out_dir=run_dir, resume=resume,
-                         config=config_to_dict(config), show_progress=show_progress,
-                         **train_arguments(config))
+    outcome = prepared.fit(show_progress=show_progress)
+    train_data = prepared.train_data
     checkpoint = run_dir / ("best.pt" if outcome["best_epoch"] is not None else "last.pt")
     state = load_checkpoint(checkpoint)
     model = detector_from_checkpoint(state, prefer_ema=True)

@@ -104,9 +104,8 @@ def demo_config(card: Path, run_dir: Path, epochs: int, seed: int, backbone: str
 
 def train(card: Path, out: Path, epochs: int, seed: int) -> Path:
     """Step 3: fine-tune; returns the run folder."""
-    from detector.commands.train import build_data, build_model, train_arguments
-    from detector.config import config_from_dict, config_to_dict
-    from detector.train.engine import fit
+    from detector.config import config_from_dict
+    from detector.recipe import train_from_config
 
     run_dir = out / "run"
     shutil.rmtree(run_dir, ignore_errors=True)  # the demo's own previous run
@@ -115,11 +114,8 @@ def train(card: Path, out: Path, epochs: int, seed: int) -> Path:
     what = f"ImageNet {backbone}" if backbone else "no pretrained weights"
     print(f"[3/4] fine-tuning fasterrcnn_mobilenet_v2 ({what}) on RGB + LWIR for {epochs} "
           f"epochs in {run_dir}")
-    train_data, val_data, class_names, modalities = build_data(config)
-    detector = build_model(config, class_names, modalities, int(train_data[0][0].shape[0]))
     start = time.perf_counter()
-    fit(detector, train_data, val_data, out_dir=run_dir, config=config_to_dict(config),
-        **train_arguments(config))
+    train_from_config(config)
     print(f"trained in {time.perf_counter() - start:.0f} s")
     return run_dir
 

@@ -1,9 +1,7 @@
 """`detector train CONFIG [key=value ...] [--resume RUN_DIR]`: fine-tune a detector from a recipe.
 
-The config (configs/*.yaml) is validated, then unpacked here into explicit arguments: the data
-(read_dataset -> DetectionDataset with the config's augmentations), the model (build_detector
-with pretrained weights, head remap for the dataset's classes, stem adapted to its channels), and
-`fit`. `--resume RUN_DIR` reads RUN_DIR/config.yaml and continues from RUN_DIR/last.pt.
+The config (configs/*.yaml) is validated, then detector/recipe.py turns it into the data, the
+model and `fit`'s arguments. `--resume RUN_DIR` reads RUN_DIR/config.yaml and continues from RUN_DIR/last.pt.
 """
 
 from __future__ import annotations
@@ -11,8 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from detector.config import Config, SourceConfig, config_to_dict, load_config
-from detector.errors import CheckpointError, ConfigError
+from detector.config import load_config
+from detector.errors import ConfigError
 
 
 def add_parser(subparsers) -> None:
@@ -32,121 +30,10 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def read_split(source: SourceConfig, modalities):
-    from detector.data.readers import read_dataset
-
-    return read_dataset(source.source, split=source.split, format=source.format,
-                        modalities=list(modalities) if modalities else None,
-                        images=source.images, labels=source.labels)
-
-
-def _report_problems(records, what: str) -> None:
-    errors = [p for p in records.problems if getattr(p, "severity", "error") == "error"]
-    if errors:
-        print(f"{what}: {len(errors)} problems in the labels were skipped "
-              f"(see `detector data check {records.source}`)")
-
-
-def build_data(config: Config):
-    """(train dataset, val dataset or None, class names) from the config's data section."""
-    from detector.data.dataset import DetectionDataset
-    from detector.data.transforms import build_transforms
-
-    data = config.data
-    train_records = read_split(data.train, data.train.modalities or data.modalities)
-    _report_problems(train_records, "train")
-    if len(train_records) == 0:
-        raise ConfigError(f"data.train: {data.train.source} (split {data.train.split}) has no images")
-    augment = config_to_dict(config)["data"]["augment"]  # plain lists and dicts
-    transforms = build_transforms(augment, image_size=config.model.image_size,
-                                  modalities=list(train_records.modalities))
-    train_data = DetectionDataset(train_records, transforms=transforms)
-    val_data = None
-    if data.val is not None:
-        val_records = read_split(data.val, data.val.modalities or data.modalities)
-        _report_problems(val_records, "val")
-        if list(val_records.class_names) != list(train_records.class_names):
-            raise ConfigError(
-                f"data.val: its classes {val_records.class_names} differ from the training "
-                f"classes {train_records.class_names}"
-            )
-        val_data = DetectionDataset(val_records)  # original images: the detector resizes
-    return train_data, val_data, list(train_records.class_names), list(train_records.modalities)
-
-
-def build_model(config: Config, class_names: list[str], modalities: list[str], in_channels: int):
-    """The Detector to train: pretrained where the config says, remapped to `class_names`,
-    its stem adapted to `in_channels`."""
-    from detector.models.loading import load_model
-    from detector.models.registry import build_detector
-    from detector.models.surgery import adapt_stem
-
-    model = config.model
-    in_channels = model.in_channels or in_channels
-    # The frozen config holds a read-only mapping; builders get a plain dict.
-    class_map = dict(model.class_map) if hasattr(model.class_map, "items") else model.class_map
-    if model.arch is None:  # a checkpoint (a run's best.pt, a YOLOv5 .pt, `detector convert` output)
-        detector = load_model(model.weights, class_names=class_names, class_map=class_map)
-    else:
-        pretrained = model.weights is not None or model.backbone_weights is not None
-        # Pretrained stems see 3 channels; they are adapted below with the chosen init.
-        detector = build_detector(model.arch, class_names, weights=model.weights,
-                                  backbone_weights=model.backbone_weights,
-                                  in_channels=3 if pretrained else in_channels,
-                                  class_map=class_map, **dict(model.options))
-    if detector.in_channels != in_channels:
-        adapt_stem(detector, in_channels, model.stem_init)
-    detector.modalities = list(modalities)
-    return detector
-
-
-def adapt_arguments(config: Config):
-    """fit's `adapt` argument from train.adapt (None without it): the target images are read
-    with the training transforms, for the modalities of the model unless the target names its own."""
-    from detector.adapt.adaptation import AdaptSpec, MethodSpec
-    from detector.adapt.target import target_dataset
-
-    adapt = config.train.adapt
-    if adapt is None:
-        return None
-    target = adapt.target
-
-    def build_target(modalities: list[str]):
-        return target_dataset(target.source, list(target.modalities or modalities),
-                              config_to_dict(config)["data"]["augment"], config.model.image_size,
-                              split=target.split, format=target.format, images=target.images)
-
-    methods = tuple(MethodSpec(m.name, m.weight, m.start_epoch, m.ramp_epochs, dict(m.options))
-                    for m in adapt.methods)
-    return AdaptSpec(target=build_target, methods=methods,
-                     batch_size=adapt.batch_size)
-
-
-def train_arguments(config: Config) -> dict:
-    """The keyword arguments of `fit` that come straight from the config's train section."""
-    train = config.train
-    stages = None
-    if train.stages is not None:
-        stages = [{"epochs": s.epochs, "train": list(s.train), "lr_mult": dict(s.lr_mult)}
-                  for s in train.stages]
-    return dict(
-        epochs=train.epochs, stages=stages, preset=train.preset, batch_size=train.batch_size,
-        optimizer=train.optimizer, lr=train.lr, momentum=train.momentum,
-        weight_decay=train.weight_decay, warmup_epochs=train.warmup_epochs, cosine=train.cosine,
-        final_lr_ratio=train.final_lr_ratio, amp=train.amp, clip_grad=train.clip_grad,
-        ema=train.ema, ema_decay=train.ema_decay, eval_every=train.eval_every,
-        eval_backend=train.eval_backend, lr_mult=dict(train.lr_mult),
-        layer_decay=train.layer_decay, workers=train.workers, seed=train.seed,
-        device=train.device, adapt=adapt_arguments(config),
-    )
-
-
 def run(args) -> int:
-    from detector.checkpoint import load_checkpoint
-    from detector.models.loading import detector_from_checkpoint
+    from detector.recipe import prepare_run
     from detector.tables import format_table
     from detector.train.dist import cleanup, is_main
-    from detector.train.engine import fit
 
     overrides = list(args.overrides)
     if args.resume:
@@ -166,20 +53,9 @@ def run(args) -> int:
                 f"{out_dir}: already holds a run; continue it with `detector train --resume "
                 f"{out_dir}` or choose another train.out_dir"
             )
-    train_data, val_data, class_names, modalities = build_data(config)
-    if args.resume:
-        # Only the architecture is needed: fit loads the weights and all training state.
-        state = load_checkpoint(out_dir / "last.pt")
-        if list(state["class_names"]) != class_names:
-            raise CheckpointError(f"{out_dir / 'last.pt'}: trained for {state['class_names']}, "
-                                  f"but the data has {class_names}")
-        detector = detector_from_checkpoint(state, prefer_ema=False)
-    else:
-        channels = int(train_data[0][0].shape[0])  # what the data layer really produces
-        detector = build_model(config, class_names, modalities, channels)
+    prepared = prepare_run(config, out_dir, resume=bool(args.resume))
     try:
-        result = fit(detector, train_data, val_data, out_dir=out_dir, resume=bool(args.resume),
-                     config=config_to_dict(config), **train_arguments(config))
+        result = prepared.fit()
         main = is_main()
     finally:
         cleanup()

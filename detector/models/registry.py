@@ -51,6 +51,7 @@ def _load_adapters() -> None:
 
 
 def list_models(family: str | None = None) -> list[str]:
+    """Names of the registered archs (of one `family`: 'rcnn', 'yolo', 'yolov5'), sorted."""
     _load_adapters()
     return sorted(n for n, e in _MODELS.items() if family is None or e.family == family)
 

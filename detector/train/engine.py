@@ -164,7 +164,7 @@ def fit(detector: nn.Module, train_data: Dataset, val_data: Dataset | None = Non
         cosine: bool = True, final_lr_ratio: float = 0.01, amp: bool = True,
         clip_grad: float | None = 10.0, ema: bool = False, ema_decay: float = 0.9998,
         eval_every: int = 1, eval_backend: str = "faster", lr_mult: dict | None = None,
-        layer_decay: float | None = None, workers: int = 0, seed: int = 0,
+        layer_decay: float | None = None, workers: int = 2, seed: int = 0,
         device: str | None = None, resume: bool = False, config: dict | None = None,
         evaluate_fn=None, collate_fn=None, show_progress: bool = True, adapt=None) -> dict:
     """Train `detector` through its stages, writing the run directory `out_dir`.
