@@ -12,7 +12,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "detector"
 FAMILY_MODULES = ("detector.models.rcnn", "detector.models.rcnn_weights", "detector.models.yolo",
-                  "detector.models.yolo_loss", "detector.models.yolo_ops", "detector.models.yolov5",
+                  "detector.models.yolo_loss", "detector.models.yolov5",
                   "detector.models.yolov5_head", "detector.models.yolov5_layers",
                   "detector.models.yolov5_loss")
 

@@ -10,7 +10,7 @@ import torch
 
 from detector.data.coco_classes import COCO_CLASSES
 from detector.errors import CheckpointError, ConfigError
-from detector.models import yolo, yolo_ops
+from detector.models import letterbox, yolo
 from detector.models.loading import load_model
 from detector.models.registry import build_detector, list_models
 from detector.models.surgery import adapt_stem, remap_classes
@@ -186,7 +186,7 @@ def test_letterbox_maps_back_to_the_original_pixels():
     # it was (to the pixel: resizing blurs one pixel of edge)
     image = torch.zeros(3, 45, 100)
     image[:, 10:30, 20:60] = 1.0
-    batch, placements = yolo_ops._letterbox_batch([image, torch.zeros(3, 100, 30)], 64, 32)
+    batch, placements = letterbox.letterbox_batch([image, torch.zeros(3, 100, 30)], 64, 32)
     assert batch.shape == (2, 3, 64, 64)
     scale, left, top = placements[0]
     assert top > 0 and left == 0  # centred vertically, as ultralytics' letterbox

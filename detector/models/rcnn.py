@@ -42,7 +42,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from detector.errors import ConfigError
 from detector.models.detector import Detector
-from detector.models.rcnn_weights import _load_backbone, _load_detector
+from detector.models.rcnn_weights import load_backbone_weights, load_detector_weights
 from detector.models.registry import register_model
 
 NORMS = ("frozen", "batch")
@@ -210,10 +210,10 @@ class RCNNDetector(Detector):
                 raise ConfigError(f"{self.arch}: class mapping {new} -> {old} is out of range "
                                   f"({len(class_names)} new, {len(self.class_names)} pretrained)")
         rows = {0: 0, **{new + 1: old + 1 for new, old in mapping.items()}}
-        self._rebuild_predictor(len(class_names) + 1, rows)
+        self.rebuild_predictor(len(class_names) + 1, rows)
         self.class_names = list(class_names)
 
-    def _rebuild_predictor(self, num_rows: int, rows: dict[int, int]) -> None:
+    def rebuild_predictor(self, num_rows: int, rows: dict[int, int]) -> None:
         """Replace the box predictor with one of `num_rows` classes (background included),
         copying old row rows[new] into new row `new`; other rows start fresh."""
         old = self.model.roi_heads.box_predictor
@@ -357,9 +357,9 @@ def _build(arch: str, class_names: list[str], weights, backbone_weights, in_chan
     if options.get("anchor_scale") is not None:
         _scale_anchors(model, float(options["anchor_scale"]))
     if backbone_weights is not None:
-        _load_backbone(detector, backbone_weights)
+        load_backbone_weights(detector, backbone_weights)
     if weights is not None:
-        _load_detector(detector, weights)
+        load_detector_weights(detector, weights)
     return _finish(detector, class_names, class_map, in_channels, options, pretrained)
 
 

@@ -45,7 +45,7 @@ def _read(weights: str) -> tuple[Path, object]:
     return path, read_weights_only(path)
 
 
-def _load_backbone(detector: RCNNDetector, backbone_weights: str) -> None:
+def load_backbone_weights(detector: RCNNDetector, backbone_weights: str) -> None:
     """Load ImageNet classification weights (torchvision key names) into the backbone body."""
     path, state = _read(backbone_weights)
     if isinstance(state, dict):  # mobilenet bodies hold `features` children under their index
@@ -55,7 +55,7 @@ def _load_backbone(detector: RCNNDetector, backbone_weights: str) -> None:
                 ignore_prefixes=("fc.", "classifier."))
 
 
-def _load_detector(detector: RCNNDetector, weights: str) -> None:
+def load_detector_weights(detector: RCNNDetector, weights: str) -> None:
     """Load a torchvision Faster R-CNN state_dict and set the class names it was trained on."""
     from detector.weights import weights_class_names
 
@@ -79,7 +79,7 @@ def _load_detector(detector: RCNNDetector, weights: str) -> None:
     elif list(names) == list(COCO_CLASSES) and num_rows == max(COCO_CATEGORY_IDS) + 1:
         # Cut the 91 category-id rows to background + the 80 classes, in COCO_CLASSES order.
         rows_by_label = {0: 0, **{i + 1: cid for i, cid in enumerate(COCO_CATEGORY_IDS)}}
-        detector._rebuild_predictor(len(names) + 1, rows_by_label)
+        detector.rebuild_predictor(len(names) + 1, rows_by_label)
         detector.class_names = list(names)
     else:
         raise WeightsError(f"{path}: its head has {num_rows} outputs, which fits neither "

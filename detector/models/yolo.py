@@ -37,7 +37,7 @@ from detector.errors import CheckpointError, ConfigError
 from detector.models.detector import Detector
 from detector.models.registry import register_model
 from detector.models.yolo_loss import detection_losses
-from detector.models.yolo_ops import _letterbox_batch, _nms, _pad_batch
+from detector.models.letterbox import letterbox_batch, nms, pad_batch
 
 # Registered archs: name -> ultralytics model yaml (the letter picks the scale of the family yaml).
 ARCH_YAMLS = {
@@ -174,7 +174,7 @@ class YOLODetector(Detector):
             self.cfg["channels"] = conv.in_channels
 
     def eval_long_side(self) -> int | None:
-        return int(self.image_size)  # _letterbox_batch: long side to image_size, then padding
+        return int(self.image_size)  # letterbox_batch: long side to image_size, then padding
 
     def for_inference(self) -> "YOLODetector":
         """A copy with ultralytics' own Conv + BatchNorm fusion (as its validator runs)."""
@@ -223,7 +223,7 @@ class YOLODetector(Detector):
     def features(self, images: list[torch.Tensor]) -> list[torch.Tensor]:
         """The Detect head's inputs ([B,C_l,H/s,W/s] per stride s, finest first) for `images`
         padded as in training (ultralytics' layer walk, stopped before the head)."""
-        x, outputs = _pad_batch(images, self.stride), []
+        x, outputs = pad_batch(images, self.stride), []
         for layer in self.model.model[:-1]:
             if layer.f != -1:
                 x = outputs[layer.f] if isinstance(layer.f, int) else \
@@ -240,13 +240,13 @@ class YOLODetector(Detector):
         return self._criterion
 
     def _losses(self, images: list[torch.Tensor], targets: list[dict]) -> dict[str, torch.Tensor]:
-        batch = _pad_batch(images, self.stride)
+        batch = pad_batch(images, self.stride)
         criterion = self._criterion_for(batch.device)
         return detection_losses(self.model, criterion, batch, targets)
 
     @torch.no_grad()
     def _predict(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
-        batch, placements = _letterbox_batch(images, self.image_size, self.stride)
+        batch, placements = letterbox_batch(images, self.image_size, self.stride)
         output = self.model(batch)
         output = output[0] if isinstance(output, (tuple, list)) else output
         head = self.model.model[-1]
@@ -257,7 +257,7 @@ class YOLODetector(Detector):
                 rows = rows[rows[:, 4] > self.conf_threshold][: self.max_detections]
                 boxes, scores, labels = rows[:, :4], rows[:, 4], rows[:, 5].long()
             else:
-                boxes, scores, labels = _nms(output[index], self.conf_threshold, self.iou_threshold,
+                boxes, scores, labels = nms(output[index], self.conf_threshold, self.iou_threshold,
                                              self.max_detections)
             height, width = images[index].shape[-2:]
             boxes = (boxes - boxes.new_tensor([pad_x, pad_y, pad_x, pad_y])) / scale

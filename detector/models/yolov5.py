@@ -20,12 +20,12 @@ import math
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from detector.boxes import xyxy_to_cxcywh
 from detector.errors import CheckpointError, ConfigError
 from detector.models.detector import Detector
+from detector.models.letterbox import letterbox
 from detector.models.registry import register_model
 from detector.models.safe_unpickle import Record, RefusedGlobal, load_pickled
 from detector.models.yolov5_head import non_max_suppression
@@ -35,28 +35,8 @@ from detector.models.yolov5_loss import AnchorLoss
 ARCH = "yolov5_classic"
 # YOLOv5's classes live in its `models` and `utils` packages.
 YOLOV5_PREFIXES = ("models.", "utils.")
-PAD_VALUE = 114 / 255
 BATCHNORM_EPS, BATCHNORM_MOMENTUM = 1e-3, 0.03
 DEFAULT_MODALITIES = {1: ["lwir"], 3: ["rgb"], 4: ["rgb", "lwir"]}
-
-
-def letterbox(image: torch.Tensor, shape: tuple[int, int], ratio: float):
-    """Resize [C,H,W] by `ratio` and pad it centred to `shape` (h, w) with grey 114.
-
-    Returns (image [C, h, w], gain, (pad_x, pad_y)): input pixels = (letterboxed - pad) / gain.
-    """
-    height, width = image.shape[-2:]
-    new_w, new_h = round(width * ratio), round(height * ratio)
-    if (new_h, new_w) != (height, width):
-        # antialias when shrinking ~ cv2.INTER_AREA, YOLOv5's choice for downscaling
-        image = F.interpolate(image[None], size=(new_h, new_w), mode="bilinear",
-                              align_corners=False, antialias=new_w < width)[0]
-    pad_w, pad_h = (shape[1] - new_w) / 2, (shape[0] - new_h) / 2
-    left, top = round(pad_w - 0.1), round(pad_h - 0.1)
-    right, bottom = shape[1] - new_w - left, shape[0] - new_h - top
-    image = F.pad(image, (left, right, top, bottom), value=PAD_VALUE)
-    gain = torch.tensor([new_w / width, new_h / height] * 2)
-    return image, gain, (left, top)
 
 
 class YOLOv5Detector(Detector):

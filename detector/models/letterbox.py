@@ -1,5 +1,7 @@
-"""Batch operations of the ultralytics adapter (detector.models.yolo): padding, letterboxing a
-batch to the square training size (with the placement to undo it), and class-aware NMS.
+"""Letterboxing (resize keeping the aspect, centre on grey) and NMS for the YOLO families:
+`letterbox` one image to a shape (YOLOv5's val.py and training), `letterbox_batch` a batch to a
+long side padded to the stride (ultralytics' LetterBox, auto=True), `pad_batch`, and the
+multi-label class-aware `nms` of the ultralytics head.
 """
 
 from __future__ import annotations
@@ -12,10 +14,29 @@ import torchvision
 
 from detector.boxes import cxcywh_to_xyxy
 
-PAD_VALUE = 114 / 255  # ultralytics' letterbox grey
+PAD_VALUE = 114 / 255  # the letterbox grey of YOLOv5 and ultralytics
 
 
-def _pad_batch(images: list[torch.Tensor], stride: int) -> torch.Tensor:
+def letterbox(image: torch.Tensor, shape: tuple[int, int], ratio: float):
+    """Resize [C,H,W] by `ratio` and pad it centred to `shape` (h, w) with grey 114.
+
+    Returns (image [C, h, w], gain, (pad_x, pad_y)): input pixels = (letterboxed - pad) / gain.
+    """
+    height, width = image.shape[-2:]
+    new_w, new_h = round(width * ratio), round(height * ratio)
+    if (new_h, new_w) != (height, width):
+        # antialias when shrinking ~ cv2.INTER_AREA, YOLOv5's choice for downscaling
+        image = F.interpolate(image[None], size=(new_h, new_w), mode="bilinear",
+                              align_corners=False, antialias=new_w < width)[0]
+    pad_w, pad_h = (shape[1] - new_w) / 2, (shape[0] - new_h) / 2
+    left, top = round(pad_w - 0.1), round(pad_h - 0.1)
+    right, bottom = shape[1] - new_w - left, shape[0] - new_h - top
+    image = F.pad(image, (left, right, top, bottom), value=PAD_VALUE)
+    gain = torch.tensor([new_w / width, new_h / height] * 2)
+    return image, gain, (left, top)
+
+
+def pad_batch(images: list[torch.Tensor], stride: int) -> torch.Tensor:
     """[B,C,H,W]: images padded right/bottom with grey to a common size divisible by `stride`."""
     height = math.ceil(max(image.shape[-2] for image in images) / stride) * stride
     width = math.ceil(max(image.shape[-1] for image in images) / stride) * stride
@@ -25,7 +46,7 @@ def _pad_batch(images: list[torch.Tensor], stride: int) -> torch.Tensor:
     return batch
 
 
-def _letterbox_batch(images: list[torch.Tensor], size: int, stride: int):
+def letterbox_batch(images: list[torch.Tensor], size: int, stride: int):
     """Resize each image so its long side is `size`, centre it on grey padded to a multiple of
     `stride` (ultralytics' LetterBox with auto=True), then stack (extra padding right/bottom).
 
@@ -36,24 +57,15 @@ def _letterbox_batch(images: list[torch.Tensor], size: int, stride: int):
         height, width = image.shape[-2:]
         scale = size / max(height, width)
         new_height, new_width = max(1, round(height * scale)), max(1, round(width * scale))
-        if (new_height, new_width) != (height, width):
-            # antialiased when shrinking, as ultralytics' INTER_AREA; bilinear when enlarging
-            image = F.interpolate(image[None], size=(new_height, new_width), mode="bilinear",
-                                  align_corners=False, antialias=scale < 1)[0]
-        padded_height = math.ceil(new_height / stride) * stride
-        padded_width = math.ceil(new_width / stride) * stride
-        top = round((padded_height - new_height) / 2 - 0.1)
-        left = round((padded_width - new_width) / 2 - 0.1)
-        canvas = image.new_full((image.shape[0], padded_height, padded_width), PAD_VALUE)
-        canvas[:, top: top + new_height, left: left + new_width] = image
+        shape = (math.ceil(new_height / stride) * stride, math.ceil(new_width / stride) * stride)
+        canvas, gain, (left, top) = letterbox(image, shape, scale)
         boxed.append(canvas)
-        # the exact scale per axis after rounding, so boxes map back to the original pixels
-        placements.append((torch.tensor([new_width / width, new_height / height] * 2), left, top))
-    batch = _pad_batch(boxed, stride)
+        placements.append((gain, left, top))
+    batch = pad_batch(boxed, stride)
     return batch, [(scale.to(batch.device), left, top) for scale, left, top in placements]
 
 
-def _nms(prediction: torch.Tensor, conf_threshold: float, iou_threshold: float, max_detections: int,
+def nms(prediction: torch.Tensor, conf_threshold: float, iou_threshold: float, max_detections: int,
          max_candidates: int = 30000):
     """One image's [4+K, A] decoded output (cxcywh pixels, K class probabilities) -> boxes [N,4]
     xyxy, scores [N], labels [N]. Multi-label (a box may score for several classes) and per-class
