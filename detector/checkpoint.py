@@ -42,7 +42,7 @@ def describe_detector(detector) -> dict:
     """
     return {"format_version": FORMAT_VERSION, "arch": detector.arch,
             "class_names": list(detector.class_names), "in_channels": detector.in_channels,
-            "modalities": list(getattr(detector, "modalities", None) or []),
+            "modalities": list(detector.modalities),
             "build_args": detector.build_args()}
 
 

@@ -93,7 +93,7 @@ def draw_detections(image: np.ndarray, detections: list[dict]) -> np.ndarray:
 
 
 def _modality(detector) -> str:
-    modalities = list(getattr(detector, "modalities", None) or [])
+    modalities = list(detector.modalities)
     if not modalities:
         modalities = ["rgb"] if detector.in_channels == 3 else ["lwir"]
     if len(modalities) != 1:

@@ -270,7 +270,7 @@ def _records_and_dataset(data, detector):
     if isinstance(data, DatasetRecords):
         from detector.data.dataset import DetectionDataset
 
-        wanted = list(getattr(detector, "modalities", None) or [])
+        wanted = list(detector.modalities)
         channels = wanted if wanted and set(wanted) <= set(data.modalities) else None
         long_side = detector.eval_long_side() if hasattr(detector, "eval_long_side") else None
         return data, DetectionDataset(data, channels=channels, long_side=long_side)

@@ -20,13 +20,23 @@ from __future__ import annotations
 from torch import nn
 
 
+# What a network of N input channels most likely reads, until the data says (training and
+# `detector convert` set the data's own modalities).
+DEFAULT_MODALITIES = {1: ("lwir",), 3: ("rgb",), 4: ("rgb", "lwir")}
+
+
+def default_modalities(in_channels: int) -> list[str]:
+    """['rgb'] for 3 channels, ['lwir'] for 1, ['rgb', 'lwir'] for 4, else [] (unknown)."""
+    return list(DEFAULT_MODALITIES.get(in_channels, ()))
+
+
 class Detector(nn.Module):
     """Base class of every adapter. Subclasses set the attributes and implement the methods."""
 
     arch: str
     class_names: list[str]
     in_channels: int = 3
-    modalities: list[str]
+    modalities: list[str] = []  # instances assign their own list; [] = not known
 
     def parts(self) -> dict[str, nn.Module]:
         """Named parts in input-to-output order: 'stem', 'backbone.0', ..., 'neck', 'head'.

@@ -41,7 +41,7 @@ from torchvision.ops import FrozenBatchNorm2d, MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from detector.errors import ConfigError
-from detector.models.detector import Detector
+from detector.models.detector import Detector, default_modalities
 from detector.models.rcnn_weights import load_backbone_weights, load_detector_weights
 from detector.models.registry import register_model
 
@@ -71,11 +71,6 @@ BACKBONE_ARCHS = {
 }
 
 
-def _default_modalities(in_channels: int) -> list[str]:
-    """A guess the training command overrides with the dataset's modalities."""
-    return {3: ["rgb"], 4: ["rgb", "lwir"]}.get(in_channels, ["lwir"] * in_channels)
-
-
 class RCNNDetector(Detector):
     """A torchvision `FasterRCNN` (in `.model`) keeping the Detector contract."""
 
@@ -87,7 +82,7 @@ class RCNNDetector(Detector):
         self.norm = norm
         self.tuning: dict = {}  # anchor_scale and TORCHVISION_OPTIONS given at build time
         self.in_channels = self.stem_conv().in_channels
-        self.modalities = _default_modalities(self.in_channels)
+        self.modalities = default_modalities(self.in_channels)
 
     # --- contract -------------------------------------------------------------------------------
 
@@ -327,7 +322,7 @@ def _finish(detector: RCNNDetector, class_names: list[str], class_map, in_channe
         mean, std = detector.input_stats()
         detector.set_input_stats(options.get("image_mean") or mean, options.get("image_std") or std)
     detector.in_channels = in_channels
-    detector.modalities = _default_modalities(in_channels)
+    detector.modalities = default_modalities(in_channels)
     return detector
 
 

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from detector.errors import CheckpointError, ConfigError
-from detector.models.detector import Detector
+from detector.models.detector import Detector, default_modalities
 from detector.models.registry import register_model
 from detector.models.yolo_loss import detection_losses
 from detector.models.letterbox import letterbox_batch, nms, pad_batch
@@ -47,7 +47,6 @@ ARCH_YAMLS = {
     "yolov10n": "yolov10n.yaml", "yolo26n": "yolo26n.yaml",
 }
 
-DEFAULT_MODALITIES = {3: ["rgb"], 1: ["lwir"], 4: ["rgb", "lwir"]}  # callers may set others
 ULTRALYTICS_PREFIXES = ("ultralytics.",)
 
 
@@ -122,7 +121,7 @@ class YOLODetector(Detector):
         self.cfg = cfg  # kept for build_args of archs built from a yaml
         self.class_names = list(class_names)
         self.in_channels = self.stem_conv().in_channels
-        self.modalities = DEFAULT_MODALITIES.get(self.in_channels, [])
+        self.modalities = default_modalities(self.in_channels)
         self.image_size = int(image_size)
         self.conf_threshold = float(conf_threshold)
         self.iou_threshold = float(iou_threshold)
@@ -168,7 +167,7 @@ class YOLODetector(Detector):
     def set_stem_conv(self, conv: nn.Conv2d) -> None:
         self.model.model[0].conv = conv
         self.in_channels = conv.in_channels
-        self.modalities = DEFAULT_MODALITIES.get(conv.in_channels, [])
+        self.modalities = default_modalities(conv.in_channels)
         self.model.yaml["channels"] = conv.in_channels
         if self.cfg is not None:
             self.cfg["channels"] = conv.in_channels

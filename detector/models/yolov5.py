@@ -24,7 +24,7 @@ from torch import nn
 
 from detector.boxes import xyxy_to_cxcywh
 from detector.errors import CheckpointError, ConfigError
-from detector.models.detector import Detector
+from detector.models.detector import Detector, default_modalities
 from detector.models.letterbox import letterbox
 from detector.models.registry import register_model
 from detector.models.safe_unpickle import Record, RefusedGlobal, load_pickled
@@ -36,7 +36,6 @@ ARCH = "yolov5_classic"
 # YOLOv5's classes live in its `models` and `utils` packages.
 YOLOV5_PREFIXES = ("models.", "utils.")
 BATCHNORM_EPS, BATCHNORM_MOMENTUM = 1e-3, 0.03
-DEFAULT_MODALITIES = {1: ["lwir"], 3: ["rgb"], 4: ["rgb", "lwir"]}
 
 
 class YOLOv5Detector(Detector):
@@ -70,7 +69,7 @@ class YOLOv5Detector(Detector):
         self.arch = ARCH
         self.class_names = list(class_names)
         self.in_channels = in_channels
-        self.modalities = list(DEFAULT_MODALITIES.get(in_channels, []))
+        self.modalities = default_modalities(in_channels)
         self.yaml = copy.deepcopy(yaml)
         self.image_size = image_size
         self.eval_pad = eval_pad
@@ -199,7 +198,7 @@ class YOLOv5Detector(Detector):
     def set_stem_conv(self, conv: nn.Conv2d) -> None:
         self.model[0].conv = conv
         self.in_channels = conv.in_channels
-        self.modalities = list(DEFAULT_MODALITIES.get(conv.in_channels, []))
+        self.modalities = default_modalities(conv.in_channels)
 
     def remap_head(self, class_names: list[str], mapping: dict[int, int]) -> None:
         self.model[-1].remap_classes(len(class_names), dict(mapping))
