@@ -2,9 +2,9 @@
 
 The readers already report what they see in the labels (boxes past the border, zero-size boxes,
 unknown classes, missing files). The check adds what needs the pixels and the whole split:
-- every image decoded (a truncated or corrupt file -> `corrupt_image`),
-- the modalities of a record sharing one size, and matching the size its labels give
-  (-> `modality_size_mismatch`),
+- every image decoded by the training decoder, with its rules (detector/data/preflight.py): a
+  truncated, corrupt or float file -> `corrupt_image`; a partner or image of another size than
+  its labels -> `modality_size_mismatch`; colour read as lwir -> `colour_as_lwir` (warning),
 - image ids and image files listed twice (-> `duplicate_id`),
 and the summary statistics: images, boxes per class, box sizes, image sizes, modalities.
 """
@@ -15,10 +15,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
-from tqdm import tqdm
 
-from detector.data.records import DatasetRecords, Problem
+from detector.data.preflight import check_pixels
+from detector.data.records import ERROR, DatasetRecords, Problem
 from detector.tables import format_table
 
 # COCO's small / medium / large split of box areas (pixels^2)
@@ -36,40 +35,11 @@ class CheckReport:
 
     @property
     def errors(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity == "error"]
+        return [p for p in self.problems if p.severity == ERROR]
 
     def to_json(self) -> dict:
         """{images, boxes, per_class, ignore, modalities, ..., problems: [{file, line, kind, ...}]}"""
         return {**self.summary, "problems": [p.to_dict() for p in self.problems]}
-
-
-def decode_size(path) -> tuple[int, int]:
-    """(width, height) of an image after decoding all of its data.
-
-    JPEGs are decoded at reduced DCT scale: every byte of the entropy-coded data is still
-    read (so truncation is caught) at a fraction of the cost of full-size pixels."""
-    with Image.open(path) as image:
-        size = image.size
-        if image.format == "JPEG":
-            image.draft(image.mode, (max(1, size[0] // 8), max(1, size[1] // 8)))
-        image.load()
-    return size
-
-
-def _check_pixels(records: DatasetRecords, problems: list[Problem], progress: bool) -> None:
-    for record in tqdm(records.images, desc="decoding images", unit="img", disable=not progress,
-                       leave=False):
-        for modality, path in record.paths.items():
-            try:
-                width, height = decode_size(path)
-            except (OSError, UnidentifiedImageError, ValueError) as e:
-                problems.append(Problem(str(path), "corrupt_image", f"cannot decode: {e}"))
-                continue
-            if (width, height) != (record.width, record.height):
-                problems.append(Problem(
-                    str(path), "modality_size_mismatch",
-                    f"{modality} image is {width}x{height} but the record (labels / first "
-                    f"modality) is {record.width}x{record.height}"))
 
 
 def _check_duplicates(records: DatasetRecords, problems: list[Problem]) -> None:
@@ -129,8 +99,8 @@ def check_dataset(records: DatasetRecords, decode: bool = True,
 
     decode=False skips decoding the pixels (the label-level checks stay)."""
     problems = list(records.problems)
-    if decode:
-        _check_pixels(records, problems, progress)
+    if decode:  # with the training decoder and its rules, so check passes what training takes
+        problems += check_pixels(records, progress=progress)
     _check_duplicates(records, problems)
     return CheckReport(records=records, problems=problems, summary=summarize(records))
 

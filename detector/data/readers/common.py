@@ -11,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
 from detector.boxes import clip_xyxy, degenerate_xyxy, outside_image_xyxy
+from detector.data.images import image_size
 from detector.data.records import Problem
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -28,14 +29,6 @@ def index_images(folder: Path) -> dict[str, Path]:
         if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
             found.setdefault(path.stem, path)
     return found
-
-
-def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the image header, without decoding the pixels.
-
-    Raises OSError (unreadable file) or PIL.UnidentifiedImageError (not an image)."""
-    with Image.open(path) as image:
-        return image.size
 
 
 def try_image_size(path: Path, problems: list[Problem]) -> tuple[int, int] | None:
