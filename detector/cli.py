@@ -22,6 +22,7 @@ COMMANDS = {
     "bench": "detector.commands.bench",
     "weights": "detector.commands.weights",
     "demo": "detector.commands.demo",
+    "export": "detector.commands.export",
 }
 
 

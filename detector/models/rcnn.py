@@ -115,6 +115,12 @@ class RCNNDetector(Detector):
         return [{"boxes": d["boxes"], "scores": d["scores"], "labels": d["labels"] - 1}
                 for d in detections]
 
+    def export_plan(self, nms: bool = False):
+        """torchvision's model after its resize, on one image (detector/models/rcnn_export.py)."""
+        from detector.models.rcnn_export import export_plan
+
+        return export_plan(self, nms)
+
     def _is_resnet(self) -> bool:
         return hasattr(self.model.backbone.body, "conv1")
 
