@@ -23,6 +23,7 @@ COMMANDS = {
     "weights": "detector.commands.weights",
     "demo": "detector.commands.demo",
     "advise": "detector.commands.advise",
+    "export": "detector.commands.export",
 }
 
 

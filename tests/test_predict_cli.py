@@ -84,14 +84,15 @@ def test_predict_folder_writes_annotated_images_and_json(tmp_path, image_folder,
     code = main(["predict", "--model", str(checkpoint(tmp_path)), "--source", str(image_folder),
                  "--out", str(out), "--conf", "0.25", "--device", "cpu"])
     assert code == 0
-    report = json.loads((out / "predictions.json").read_text())
-    assert report["class_names"] == ["cat", "dog"]
-    assert [entry["file"] for entry in report["images"]] == ["a.png", "sub/b.jpg"]
-    first = report["images"][0]
-    assert (first["width"], first["height"]) == (60, 40)
-    # the 0.1 detection is below --conf; the other is kept with its class name
-    assert first["detections"] == [{"box": [0.0, 0.0, 30.0, 20.0], "score": 0.9, "label": 1,
-                                    "class": "dog"}]
+    images = json.loads((out / "images.json").read_text())
+    assert images["categories"] == [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}]
+    assert [(i["id"], i["file_name"], i["width"], i["height"]) for i in images["images"]] == [
+        (1, "a.png", 60, 40), (2, "sub/b.jpg", 30, 50)]
+    results = json.loads((out / "predictions.json").read_text())
+    # COCO results; the 0.1 detection is below --conf; the other is kept, class "dog" = id 2
+    assert results[0] == {"image_id": 1, "category_id": 2, "bbox": [0.0, 0.0, 30.0, 20.0],
+                          "score": pytest.approx(0.9)}
+    assert [r["image_id"] for r in results] == [1, 2]
     assert sorted(TwoBoxDetector.seen) == [(3, 40, 60), (3, 50, 30)]
     annotated = cv2.imread(str(out / "a.png"))
     assert annotated.shape == (40, 60, 3)
@@ -107,8 +108,8 @@ def test_predict_single_image_low_conf_keeps_both(tmp_path, image_folder):
     code = main(["predict", "--model", str(checkpoint(tmp_path)), "--source",
                  str(image_folder / "a.png"), "--out", str(out), "--conf", "0.05"])
     assert code == 0
-    detections = json.loads((out / "predictions.json").read_text())["images"][0]["detections"]
-    assert [d["class"] for d in detections] == ["dog", "cat"]  # by score
+    results = json.loads((out / "predictions.json").read_text())
+    assert [r["category_id"] for r in results] == [2, 1]  # dog (0.9), then cat (0.1)
 
 
 def test_predict_thermal_model_reads_one_channel(tmp_path, image_folder):

@@ -92,6 +92,12 @@ class Detector(nn.Module):
         8-bit image with OpenCV instead (faster). None: the loader keeps the original size."""
         return None
 
+    def export_plan(self, nms: bool = False):
+        """An `ExportPlan` (detector/export/plan.py): the module an exporter traces, on a
+        prepared [B,C,H,W] batch, and the Python steps around it that give the same detections
+        as eval mode. `nms`: NMS inside the graph where the family's graph does not hold it."""
+        raise NotImplementedError(f"{type(self).__name__} has no export plan")
+
     @property
     def num_classes(self) -> int:
         return len(self.class_names)

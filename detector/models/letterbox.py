@@ -65,6 +65,17 @@ def letterbox_batch(images: list[torch.Tensor], size: int, stride: int):
     return batch, [(scale.to(batch.device), left, top) for scale, left, top in placements]
 
 
+def unletterbox(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, placement,
+                 image: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Boxes [N,4] xyxy of the letterboxed batch -> the contract's dict, in `image`'s pixels."""
+    scale, pad_x, pad_y = placement
+    height, width = image.shape[-2:]
+    boxes = (boxes - boxes.new_tensor([pad_x, pad_y, pad_x, pad_y])) / scale
+    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
+    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
+    return {"boxes": boxes.float(), "scores": scores.float(), "labels": labels}
+
+
 def nms(prediction: torch.Tensor, conf_threshold: float, iou_threshold: float, max_detections: int,
          max_candidates: int = 30000):
     """One image's [4+K, A] decoded output (cxcywh pixels, K class probabilities) -> boxes [N,4]

@@ -116,6 +116,12 @@ class RCNNDetector(Detector):
         batch, _ = self.model.transform(list(images))
         return list(self.model.backbone(batch.tensors).values())
 
+    def export_plan(self, nms: bool = False):
+        """torchvision's model after its resize, on one image (detector/models/rcnn_export.py)."""
+        from detector.models.rcnn_export import export_plan
+
+        return export_plan(self, nms)
+
     def _is_resnet(self) -> bool:
         return hasattr(self.model.backbone.body, "conv1")
 

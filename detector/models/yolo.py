@@ -37,7 +37,7 @@ from detector.errors import CheckpointError, ConfigError
 from detector.models.detector import Detector, default_modalities
 from detector.models.registry import register_model
 from detector.models.yolo_loss import detection_losses
-from detector.models.letterbox import letterbox_batch, nms, pad_batch
+from detector.models.letterbox import letterbox_batch, nms, pad_batch, unletterbox
 
 # Registered archs: name -> ultralytics model yaml (the letter picks the scale of the family yaml).
 ARCH_YAMLS = {
@@ -248,22 +248,24 @@ class YOLODetector(Detector):
         batch, placements = letterbox_batch(images, self.image_size, self.stride)
         output = self.model(batch)
         output = output[0] if isinstance(output, (tuple, list)) else output
-        head = self.model.model[-1]
-        results = []
-        for index, (scale, pad_x, pad_y) in enumerate(placements):
-            if head.end2end:  # NMS-free head: [K,6] xyxy, score, class already
-                rows = output[index]
-                rows = rows[rows[:, 4] > self.conf_threshold][: self.max_detections]
-                boxes, scores, labels = rows[:, :4], rows[:, 4], rows[:, 5].long()
-            else:
-                boxes, scores, labels = nms(output[index], self.conf_threshold, self.iou_threshold,
-                                             self.max_detections)
-            height, width = images[index].shape[-2:]
-            boxes = (boxes - boxes.new_tensor([pad_x, pad_y, pad_x, pad_y])) / scale
-            boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
-            boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
-            results.append({"boxes": boxes.float(), "scores": scores.float(), "labels": labels})
-        return results
+        return [unletterbox(*self._select(output[index]), placement, images[index])
+                for index, placement in enumerate(placements)]
+
+    def _select(self, prediction: torch.Tensor):
+        """One image's decoded output -> (boxes [N,4] xyxy of the batch, scores, labels)."""
+        if self.model.model[-1].end2end:  # NMS-free head: [K,6] xyxy, score, class already
+            rows = prediction[prediction[:, 4] > self.conf_threshold][: self.max_detections]
+            return rows[:, :4], rows[:, 4], rows[:, 5].long()
+        return nms(prediction, self.conf_threshold, self.iou_threshold, self.max_detections)
+
+    def export_plan(self, nms: bool = False):
+        """The network on a letterboxed batch (dynamic batch and size) -> its decoded output
+        [B,4+K,A] (cxcywh pixels of the batch, class probabilities; NMS-free heads: [B,D,6]
+        xyxy, score, class), or with `nms` the detections of GraphNMS (NMS-free heads have none
+        to add). Letterboxing and mapping boxes back stay in Python (see detector/export)."""
+        from detector.models.yolo_export import export_plan
+
+        return export_plan(self, nms)
 
 
 # --- ultralytics checkpoints ---

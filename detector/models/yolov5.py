@@ -38,6 +38,15 @@ YOLOV5_PREFIXES = ("models.", "utils.")
 BATCHNORM_EPS, BATCHNORM_MOMENTUM = 1e-3, 0.03
 
 
+def unletterbox(found: dict, gain: torch.Tensor, pad: tuple[int, int], image: torch.Tensor) -> dict:
+    """Detections in letterboxed pixels -> in `image`'s pixels (clipped to it)."""
+    height, width = image.shape[-2:]
+    boxes = (found["boxes"] - found["boxes"].new_tensor(pad * 2)) / gain.to(found["boxes"].device)
+    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
+    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
+    return {**found, "boxes": boxes}
+
+
 class YOLOv5Detector(Detector):
     """A YOLOv5 network (`model`: ModuleList named like YOLOv5's) behind the Detector contract.
 
@@ -149,30 +158,36 @@ class YOLOv5Detector(Detector):
                  for side in (height, width)]
         return (shape[0], shape[1]), ratio
 
-    @torch.no_grad()
-    def _detect(self, images) -> list[dict[str, torch.Tensor]]:
-        # Images of one letterboxed shape run together, so results never depend on batching.
+    def _eval_batches(self, images) -> list[tuple[list[int], torch.Tensor, list]]:
+        """[(indices, letterboxed batch, [(gain, pad, image)] per index)]: images of one
+        letterboxed shape run together, so results never depend on batching."""
         groups: dict[tuple[int, int], list[int]] = {}
         prepared = []
         for index, image in enumerate(images):
             shape, ratio = self._eval_shape(*image.shape[-2:])
             prepared.append(letterbox(image, shape, ratio))
             groups.setdefault(shape, []).append(index)
+        return [(indices, torch.stack([prepared[i][0] for i in indices]),
+                 [(*prepared[i][1:], images[i]) for i in indices]) for indices in groups.values()]
+
+    @torch.no_grad()
+    def _detect(self, images) -> list[dict[str, torch.Tensor]]:
         results: list[dict | None] = [None] * len(images)
-        head = self.model[-1]
-        for indices in groups.values():
-            batch = torch.stack([prepared[i][0] for i in indices])
-            detections = non_max_suppression(head.decode(self.raw_outputs(batch)),
+        for indices, batch, placements in self._eval_batches(images):
+            detections = non_max_suppression(self.model[-1].decode(self.raw_outputs(batch)),
                                              self.conf_threshold, self.iou_threshold,
                                              self.max_detections, self.multi_label)
-            for i, found in zip(indices, detections):
-                _, gain, pad = prepared[i]
-                height, width = images[i].shape[-2:]
-                boxes = (found["boxes"] - torch.tensor(pad * 2, device=batch.device)) / gain.to(batch.device)
-                boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
-                boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
-                results[i] = {**found, "boxes": boxes}
+            for i, found, placement in zip(indices, detections, placements):
+                results[i] = unletterbox(found, *placement)
         return results
+
+    def export_plan(self, nms: bool = False):
+        """The network on a letterboxed batch (dynamic batch and size) -> decoded predictions
+        [B,N,5+K] (cx, cy, w, h pixels, objectness, class probabilities), or with `nms` the
+        detections of GraphNMS; letterboxing and boxes back to input pixels stay in Python."""
+        from detector.models.yolov5_export import export_plan
+
+        return export_plan(self, nms)
 
     # --- contract ---
 
