@@ -70,7 +70,7 @@ def unletterbox(boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor,
     """Boxes [N,4] xyxy of the letterboxed batch -> the contract's dict, in `image`'s pixels."""
     scale, pad_x, pad_y = placement
     height, width = image.shape[-2:]
-    boxes = (boxes - boxes.new_tensor([pad_x, pad_y, pad_x, pad_y])) / scale
+    boxes = (boxes - boxes.new_tensor([pad_x, pad_y, pad_x, pad_y])) / scale.to(boxes.device)
     boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
     boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
     return {"boxes": boxes.float(), "scores": scores.float(), "labels": labels}

@@ -25,7 +25,7 @@ from torch import nn
 from detector.boxes import xyxy_to_cxcywh
 from detector.errors import CheckpointError, ConfigError
 from detector.models.detector import Detector, default_modalities
-from detector.models.letterbox import letterbox
+from detector.models.letterbox import letterbox, unletterbox
 from detector.models.registry import register_model
 from detector.models.safe_unpickle import Record, RefusedGlobal, load_pickled
 from detector.models.yolov5_head import non_max_suppression
@@ -36,15 +36,6 @@ ARCH = "yolov5_classic"
 # YOLOv5's classes live in its `models` and `utils` packages.
 YOLOV5_PREFIXES = ("models.", "utils.")
 BATCHNORM_EPS, BATCHNORM_MOMENTUM = 1e-3, 0.03
-
-
-def unletterbox(found: dict, gain: torch.Tensor, pad: tuple[int, int], image: torch.Tensor) -> dict:
-    """Detections in letterboxed pixels -> in `image`'s pixels (clipped to it)."""
-    height, width = image.shape[-2:]
-    boxes = (found["boxes"] - found["boxes"].new_tensor(pad * 2)) / gain.to(found["boxes"].device)
-    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
-    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
-    return {**found, "boxes": boxes}
 
 
 class YOLOv5Detector(Detector):
@@ -177,8 +168,9 @@ class YOLOv5Detector(Detector):
             detections = non_max_suppression(self.model[-1].decode(self.raw_outputs(batch)),
                                              self.conf_threshold, self.iou_threshold,
                                              self.max_detections, self.multi_label)
-            for i, found, placement in zip(indices, detections, placements):
-                results[i] = unletterbox(found, *placement)
+            for i, found, (gain, pad, image) in zip(indices, detections, placements):
+                results[i] = unletterbox(found["boxes"], found["scores"], found["labels"],
+                                         (gain, *pad), image)
         return results
 
     def export_plan(self, nms: bool = False):

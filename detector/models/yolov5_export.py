@@ -48,7 +48,7 @@ class _WithNMS(nn.Module):
 
 def export_plan(detector, nms: bool = False) -> ExportPlan:
     """ExportPlan of a YOLOv5Detector (see the module docstring)."""
-    from detector.models.yolov5 import unletterbox
+    from detector.models.letterbox import unletterbox
     from detector.models.yolov5_head import non_max_suppression
 
     fused = detector.for_inference()
@@ -70,7 +70,8 @@ def export_plan(detector, nms: bool = False) -> ExportPlan:
             found = non_max_suppression(outputs[0], detector.conf_threshold,
                                         detector.iou_threshold, detector.max_detections,
                                         detector.multi_label)
-        return [unletterbox(rows, *placement) for rows, placement in zip(found, placements)]
+        return [unletterbox(rows["boxes"], rows["scores"], rows["labels"], (gain, *pad), image)
+                for rows, (gain, pad, image) in zip(found, placements)]
 
     (_, example, _), = detector._eval_batches([torch.rand(detector.in_channels, 200, 300)] * 2)
     return ExportPlan(network, names, {"images": {0: "batch", 2: "height", 3: "width"}, **axes},
