@@ -185,3 +185,18 @@ def test_synthetic_command_makes_the_shipped_config_data(tmp_path, monkeypatch, 
     assert main(["data", "synthetic", "data/synthetic", "--train", "4", "--val", "2"]) == 0
     train_data, val_data, names, _ = build_data(load_config(TINY))
     assert len(train_data) == 4 and len(val_data) == 2 and names == ["circle", "square", "triangle"]
+
+
+def test_voc_class_names_differing_only_in_case_warn(tmp_path):
+    from detector.data.readers import read_dataset
+
+    (tmp_path / "Annotations").mkdir()
+    (tmp_path / "JPEGImages").mkdir()
+    for stem, name in (("a", "RBC"), ("b", "rbc")):
+        Image.new("RGB", (20, 20)).save(tmp_path / "JPEGImages" / f"{stem}.jpg")
+        (tmp_path / "Annotations" / f"{stem}.xml").write_text(
+            f"<annotation><size><width>20</width><height>20</height></size><object><name>{name}"
+            "</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>9</xmax><ymax>9</ymax></bndbox>"
+            "</object></annotation>")
+    problems = read_dataset(tmp_path).problems
+    assert [p.kind for p in problems if p.severity == "warning"] == ["case_only_class_names"]
