@@ -11,6 +11,7 @@ dataclass, so a new training setting is added in config.py and engine.py and now
 from __future__ import annotations
 
 import dataclasses
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,6 +76,10 @@ def build_model(config: Config, class_names: list[str], modalities: list[str], i
     in_channels = model.in_channels or in_channels
     # The frozen config holds a read-only mapping; builders get a plain dict.
     class_map = dict(model.class_map) if hasattr(model.class_map, "items") else model.class_map
+    if class_map and model.arch is not None and model.weights is None:
+        print("warning: model.class_map: ignored, because model.weights is null: there is no "
+              "pretrained head whose classes could be mapped", file=sys.stderr)
+        class_map = None
     if model.arch is None:  # a checkpoint (a run's best.pt, a YOLOv5 .pt, `detector convert` output)
         detector = load_model(model.weights, class_names=class_names, class_map=class_map)
     else:

@@ -13,7 +13,6 @@ and plots. Exit 0 when the data is clean and training finished, 1 when the check
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
@@ -108,7 +107,11 @@ def train(card: Path, out: Path, epochs: int, seed: int) -> Path:
     from detector.recipe import train_from_config
 
     run_dir = out / "run"
-    shutil.rmtree(run_dir, ignore_errors=True)  # the demo's own previous run
+    from detector.commands.train import RUN_FILES
+    from detector.outputs import claim_outputs, remove_outputs
+
+    remove_outputs(run_dir, RUN_FILES)  # the demo's own previous run; nothing it did not write
+    claim_outputs(run_dir, RUN_FILES, flag="--out")
     backbone = backbone_weights()
     config = config_from_dict(demo_config(card, run_dir, epochs, seed, backbone), origin="demo")
     what = f"ImageNet {backbone}" if backbone else "no pretrained weights"

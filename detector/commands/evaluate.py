@@ -44,6 +44,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--json", metavar="FILE", help="write the metrics as JSON")
     p.add_argument("--results", metavar="FILE", help="write the model's COCO results json")
     p.add_argument("--plots", metavar="DIR", help="write PR curves and per-class AP bars (PNG)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --json/--results/--plots files that detector did not write")
     p.set_defaults(func=run)
 
 
@@ -84,6 +86,24 @@ def _adapt_to_data(detector, records, init: str | None) -> None:
           f"--to {'ir' if channels == 1 else 'rgbt'} --init {init}` does")
 
 
+def guard_outputs(args, records) -> None:
+    """--json / --results / --plots through the write guard (detector/outputs.py), before the
+    model runs: never over the data, the model or the predictions read."""
+    from detector.commands.data import input_paths
+    from detector.outputs import claim_outputs
+
+    reads = input_paths(records, args.data)[0]
+    reads += [Path(p) for p in (args.model, args.predictions) if p and Path(p).is_file()]
+    for flag in ("--json", "--results"):
+        path = getattr(args, flag[2:])
+        if path:
+            claim_outputs(Path(path).parent, [Path(path).name], flag=flag, reads=reads,
+                          overwrite=args.overwrite)
+    if args.plots:
+        claim_outputs(args.plots, ["pr_curves.png", "class_ap.png"], flag="--plots", reads=reads,
+                      overwrite=args.overwrite)
+
+
 def run(args) -> int:
     from detector.data.readers import read_dataset
     from detector.evaluation.coco import evaluate, evaluate_predictions, gc_paused
@@ -97,6 +117,7 @@ def run(args) -> int:
         records = read_dataset(args.data, split=args.split, format=args.format,
                                modalities=parse_modalities(args.modalities), images=args.images,
                                labels=args.labels)
+    guard_outputs(args, records)
     if records.errors:
         print(f"note: {len(records.errors)} problem(s) in {args.data}; boxes and images that "
               f"could not be used are left out (see `detector data check {args.data}`)")

@@ -98,7 +98,7 @@ def warn(problems) -> None:
 
 
 def check_training(train_data, val_data, detector, *, epochs=None, stages=None, preset=None,
-                   lr_mult=None, layer_decay=None, progress: bool = True) -> None:
+                   lr_mult=None, layer_decay=None, progress: bool = False) -> None:
     """Everything `fit` would otherwise find during its first epoch, checked before it starts.
 
     `train_data` / `val_data` are DetectionDatasets (anything else is left alone); the other

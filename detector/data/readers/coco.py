@@ -18,7 +18,7 @@ import numpy as np
 
 from detector.boxes import xywh_to_xyxy
 from detector.data.readers.common import clean_boxes, try_image_size
-from detector.data.records import INFO, DatasetRecords, ImageRecord, Problem
+from detector.data.records import INFO, WARNING, DatasetRecords, ImageRecord, Problem
 from detector.errors import DatasetError
 
 
@@ -63,6 +63,11 @@ def find_image_folder(json_path: Path, file_name: str) -> Path:
 
 def _class_order(data: dict, json_path: Path, classes: list[str] | None):
     """(class_names, category_ids, {category id: label})."""
+    for index, c in enumerate(data["categories"]):
+        if not (isinstance(c, dict) and isinstance(c.get("id"), int) and not isinstance(c["id"], bool)
+                and isinstance(c.get("name"), (str, int))):
+            raise DatasetError(f"{json_path}: categories[{index}]: expected {{id: int, name: str}}, "
+                               f"got {str(c)[:80]}")
     categories = sorted(data["categories"], key=lambda c: c["id"])
     if classes is None:
         names = [str(c["name"]) for c in categories]
@@ -108,6 +113,14 @@ def read_coco(json_path, images=None, modality: str = "rgb",
     else:
         folder = json_path.parent
 
+    names = [str(c["name"]) for c in data["categories"]]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(Problem(where, "duplicate_class_name", f"{names.count(name)} categories "
+                                f"are named {name!r}; their boxes stay apart but share one name",
+                                severity=WARNING))
+    if entries and not data.get("annotations"):
+        problems.append(Problem(where, "no_annotations", "'annotations' is empty: every image "
+                                "is a negative", severity=WARNING))
     annotations = defaultdict(list)
     for ann in data.get("annotations", []):
         if ann.get("image_id") not in entries:
@@ -136,9 +149,10 @@ def read_coco(json_path, images=None, modality: str = "rgb",
         for ann in annotations.get(image_id, []):
             bbox = ann.get("bbox")
             note = f"annotation id {ann.get('id')} of {entry['file_name']}: "
-            if not (isinstance(bbox, list) and len(bbox) == 4):
+            if not (isinstance(bbox, list) and len(bbox) == 4 and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox)):
                 problems.append(Problem(where, "bad_label_line", f"{note}bbox {bbox!r} is not "
-                                        "[x, y, width, height]"))
+                                        "[x, y, width, height] numbers"))
                 continue
             if ann.get("iscrowd", 0):
                 crowd.append(bbox)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from detector.data.readers.common import clean_boxes, index_images, try_image_size
-from detector.data.records import INFO, DatasetRecords, ImageRecord, Problem
+from detector.data.records import INFO, WARNING, DatasetRecords, ImageRecord, Problem
 from detector.errors import DatasetError
 
 _OBJECT_TAG = re.compile(rb"<object[\s>]")
@@ -109,6 +109,14 @@ def read_voc(source, split: str | None = None, images=None, labels=None, id_list
     names = list(classes) if classes is not None else class_names_in(all_xml)
     label_of = {name: i for i, name in enumerate(names)}
     problems: list[Problem] = []
+    if classes is None:  # names found in the files: a typo in the case makes a class of its own
+        by_fold: dict[str, list[str]] = {}
+        for name in names:
+            by_fold.setdefault(name.casefold(), []).append(name)
+        for same in (group for group in by_fold.values() if len(group) > 1):
+            problems.append(Problem(str(xml_dir), "case_only_class_names", f"classes {same} differ "
+                                    "only in case and are read as separate classes; fix the "
+                                    "labels or give the classes", severity=WARNING))
     records = []
     for position, xml_path in enumerate(xml_files):
         if not xml_path.is_file() and only_images:

@@ -25,6 +25,7 @@ from detector.boxes import cxcywh_to_xyxy, denormalize_xyxy
 from detector.data.readers.common import is_data_yaml, clean_boxes, index_images, try_image_size
 from detector.data.records import INFO, DatasetRecords, ImageRecord, Problem
 from detector.errors import DatasetError
+from detector.textfiles import read_text
 
 # data.yaml keys with a string value that are not split folders
 NOT_SPLITS = ("path", "download", "yaml_file")
@@ -90,8 +91,13 @@ def parse_label_file(path: Path, problems: list[Problem]):
     """Rows of a label file -> (classes [N] int64, boxes [N,4] cxcywh normalised, lines [N]).
 
     An empty file is an info problem; an unparsable line is a `bad_label_line` (skipped)."""
-    text = path.read_text()
     classes, boxes, lines = [], [], []
+    try:
+        text = read_text(path, "label file")
+    except DatasetError as e:  # not UTF-8: the file's boxes are unknown, the image is dropped
+        problems.append(Problem(str(path), "bad_label_line", str(e).split(": ", 1)[-1],
+                                line=getattr(e, "line", None)))
+        return None
     if not text.strip():
         problems.append(Problem(str(path), "empty_label_file", "label file is empty; the image "
                                 "is read as a negative (no objects)", severity=INFO))
@@ -182,6 +188,9 @@ def _read_folders(images: Path, labels: Path, names: list[str] | None, modality:
     for stem, path in label_files.items():
         if stem in image_files:
             parsed[stem] = parse_label_file(path, problems)
+            if parsed[stem] is None:
+                del parsed[stem]
+                image_files.pop(stem)
     if names is None:  # nothing names the classes: the indices found are the classes
         top = max((int(c.max()) for c, _, _ in parsed.values() if len(c)), default=-1)
         names = [str(i) for i in range(top + 1)]
