@@ -341,8 +341,8 @@ def test_vectorised_ious_equal_faster_coco_evals_bit_for_bit():
     # ties in score, more than 100 detections in a pair (truncated), crowd boxes, fractions
     from faster_coco_eval import COCO, COCOeval_faster
 
-    from detector.evaluation.backends import _box_ious
-    from detector.evaluation.coco import _index_results
+    from detector.evaluation.faster import _box_ious
+    from detector.evaluation.results import index_results as _index_results
 
     records, detections = random_case(7, images=12)
     first = records.images[0]

@@ -17,11 +17,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from detector.data.check import check_dataset, format_summary
-from detector.data.readers import read_dataset
-from detector.data.records import WARNING
 from detector.tables import format_table
 
+# the data layer is imported in the functions that read: `detector eval` on two json files
+# takes its source arguments from here and must not import torch through it
 EXIT_CLEAN, EXIT_PROBLEMS = 0, 1
 
 
@@ -82,6 +81,8 @@ def parse_modalities(values):
 
 
 def _read(args, split):
+    from detector.data.readers import read_dataset
+
     return read_dataset(args.source, split=split, format=args.format,
                         modalities=parse_modalities(args.modalities), images=args.images,
                         labels=args.labels)
@@ -109,6 +110,8 @@ def input_paths(records, source: str) -> tuple[list[Path], list[Path]]:
 
 def run_check(args) -> int:
     from detector.outputs import claim_file
+    from detector.data.check import check_dataset, format_summary
+    from detector.data.records import WARNING
 
     records = _read(args, args.split)
     if args.json:  # refused before the images are decoded, not after

@@ -1,7 +1,7 @@
 """`detector eval`: COCO metrics of a model on a dataset, or of a results file with no model.
 
     detector eval --model CKPT_OR_ARCH --data SOURCE [--format F] [--split S] [--images DIR]
-                  [--labels DIR] [--modalities M ...] [--backend faster|pycocotools]
+                  [--labels DIR] [--modalities M ...] [--backend hotcoco|pycocotools|faster]
                   [--class-map auto] [--batch-size N] [--device D] [--workers N]
                   [--json FILE] [--results FILE] [--plots DIR]
     detector eval --data GT --predictions DT.json [--backend B] [--json FILE] [--plots DIR]
@@ -9,6 +9,11 @@
 SOURCE takes the same forms and flags as `detector data check`. A results file (DT.json) is a
 COCO results list in the dataset's own image and category ids. Prints the per-class and COCO
 tables; `--json` writes the 12 stats by name, per-class AP and AP50 and images/s.
+
+The ground truth is the source's own (detector/evaluation/truth.py): a COCO json's own
+annotations, restricted to the images and classes read; for YOLO / VOC, the records' boxes.
+`--data GT.json --predictions DT.json` alone is pycocotools on those two files: nothing else is
+read, no image need exist, and neither torch nor the data layer is imported.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pathlib import Path
 
 from detector.commands.data import add_source_arguments, parse_modalities
 from detector.errors import ConfigError
+from detector.evaluation.backends import BACKENDS, DEFAULT_BACKEND
 
 
 def add_parser(subparsers) -> None:
@@ -29,8 +35,9 @@ def add_parser(subparsers) -> None:
     what.add_argument("--predictions", metavar="DT.json",
                       help="COCO results json to evaluate (no model)")
     add_source_arguments(p, flag="--data")
-    p.add_argument("--backend", default="faster", choices=["faster", "pycocotools"],
-                   help="COCO evaluator (both give the same numbers; faster is faster)")
+    p.add_argument("--backend", default=DEFAULT_BACKEND, choices=list(BACKENDS),
+                   help="COCO evaluator: all give pycocotools' numbers; hotcoco is the fastest, "
+                   "pycocotools the reference")
     p.add_argument("--class-map", choices=["auto"],
                    help="map the model's classes to the dataset's by name (for a model trained "
                    "on other classes, e.g. a COCO detector on a subset of COCO's classes)")
@@ -43,9 +50,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--workers", type=int, help="data loading processes (default: 0 on CPU)")
     p.add_argument("--json", metavar="FILE", help="write the metrics as JSON")
     p.add_argument("--results", metavar="FILE", help="write the model's COCO results json")
-    p.add_argument("--plots", metavar="DIR", help="write PR curves and per-class AP bars (PNG)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace --json/--results/--plots files that detector did not write")
+    p.add_argument("--plots", metavar="DIR", help="write PR curves and per-class AP bars (PNG)")
     p.set_defaults(func=run)
 
 
@@ -86,14 +93,12 @@ def _adapt_to_data(detector, records, init: str | None) -> None:
           f"--to {'ir' if channels == 1 else 'rgbt'} --init {init}` does")
 
 
-def guard_outputs(args, records) -> None:
+def guard_outputs(args, reads: list[Path]) -> None:
     """--json / --results / --plots through the write guard (detector/outputs.py), before the
     model runs: never over the data, the model or the predictions read."""
-    from detector.commands.data import input_paths
     from detector.outputs import claim_outputs
 
-    reads = input_paths(records, args.data)[0]
-    reads += [Path(p) for p in (args.model, args.predictions) if p and Path(p).is_file()]
+    reads = reads + [Path(p) for p in (args.model, args.predictions) if p and Path(p).is_file()]
     for flag in ("--json", "--results"):
         path = getattr(args, flag[2:])
         if path:
@@ -104,30 +109,48 @@ def guard_outputs(args, records) -> None:
                       overwrite=args.overwrite)
 
 
-def run(args) -> int:
+def _two_files(args) -> bool:
+    """--data GT.json --predictions DT.json and no flag that asks for the records' view."""
+    return bool(args.predictions) and Path(args.data).suffix.lower() == ".json" \
+        and Path(args.data).is_file() and args.format in ("auto", "coco") \
+        and not (args.split or args.images or args.labels or args.modalities)
+
+
+def _evaluate(args):
+    if _two_files(args):
+        from detector.evaluation.files import evaluate_files
+
+        guard_outputs(args, [Path(args.data)])
+        return evaluate_files(args.data, args.predictions, backend=args.backend)
+    from detector.commands.data import input_paths
     from detector.data.readers import read_dataset
-    from detector.evaluation.coco import evaluate, evaluate_predictions, gc_paused
+    from detector.evaluation.coco import evaluate, evaluate_predictions
+    from detector.evaluation.results import gc_paused
     from detector.runtime import check_workers, resolve_device
 
-    if args.batch_size < 1:
-        raise ConfigError(f"--batch-size: expected a positive number, got {args.batch_size}")
     args.device = resolve_device(args.device, "--device") if args.model else None
     check_workers(args.workers, "--workers")
+
     with gc_paused():  # a large annotation json loads about twice as fast
         records = read_dataset(args.data, split=args.split, format=args.format,
                                modalities=parse_modalities(args.modalities), images=args.images,
                                labels=args.labels)
-    guard_outputs(args, records)
+    guard_outputs(args, input_paths(records, args.data)[0])
     if records.errors:
         print(f"note: {len(records.errors)} problem(s) in {args.data}; boxes and images that "
               f"could not be used are left out (see `detector data check {args.data}`)")
     if args.predictions:
-        metrics = evaluate_predictions(records, args.predictions, backend=args.backend)
-    else:
-        detector = _load_detector(args, records)
-        _adapt_to_data(detector, records, args.stem_init)
-        metrics = evaluate(detector, records, backend=args.backend, batch_size=args.batch_size,
-                           device=args.device, workers=args.workers, results_path=args.results)
+        return evaluate_predictions(records, args.predictions, backend=args.backend)
+    detector = _load_detector(args, records)
+    _adapt_to_data(detector, records, args.stem_init)
+    return evaluate(detector, records, backend=args.backend, batch_size=args.batch_size,
+                    device=args.device, workers=args.workers, results_path=args.results)
+
+
+def run(args) -> int:
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size: expected a positive number, got {args.batch_size}")
+    metrics = _evaluate(args)
     print(metrics.table())
     if args.json:
         path = Path(args.json)

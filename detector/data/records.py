@@ -83,6 +83,10 @@ class DatasetRecords:
     - modalities: modality names in channel-stacking order, e.g. ["rgb"] or ["rgb", "lwir"]
     - problems: what the reader found wrong; records keep only usable boxes
     - source: where it was read from (for messages)
+    - annotation_file: the COCO json the records were read from, or None; evaluation compares
+      with that file's own annotations (its area, iscrowd, ids), restricted to these records
+    - ignore_category_ids: source categories whose boxes became ignore regions (a card's
+      `ignore_classes`, e.g. HIT-UAV DontCare); not in `category_ids`
     """
 
     images: list[ImageRecord]
@@ -91,6 +95,8 @@ class DatasetRecords:
     modalities: list[str] = field(default_factory=lambda: ["rgb"])
     problems: list[Problem] = field(default_factory=list)
     source: str = ""
+    annotation_file: Path | None = None
+    ignore_category_ids: list[int] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.images)

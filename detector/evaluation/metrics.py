@@ -14,8 +14,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-import numpy as np
-
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl",
               "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 
@@ -43,6 +41,8 @@ class Metrics:
     def pr_curve(self, label: int, iou: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
         """(recall [R], precision [R]) of class `label` at IoU threshold `iou`, area "all",
         100 detections; precision is NaN where COCO leaves it undefined."""
+        import numpy as np
+
         if self.precision is None:
             raise ValueError("these metrics hold no precision array")
         t = int(np.argmin(np.abs(self.iou_thresholds - iou)))
@@ -79,3 +79,34 @@ class Metrics:
         if self.images_per_s is not None:
             lines.append(f"\n{self.num_images} images, {self.images_per_s:.1f} images/s")
         return "\n".join(lines)
+
+
+def _per_class(precision, class_names: list[str]) -> dict[str, dict[str, float]]:
+    """AP (IoU 0.5:0.95) and AP50 of each class, area "all", 100 detections; NaN where the
+    class has no ground truth (precision -1 throughout), as COCO leaves it out of the mean."""
+    per_class = {}
+    for k, name in enumerate(class_names):
+        values = precision[:, :, k, 0, -1]
+        at_50 = values[0]
+        per_class[name] = {
+            "AP": float(values[values > -1].mean()) if (values > -1).any() else float("nan"),
+            "AP50": float(at_50[at_50 > -1].mean()) if (at_50 > -1).any() else float("nan"),
+        }
+    return per_class
+
+
+def to_metrics(evaluation, class_names: list[str], category_ids: list[int],
+               instances: dict[str, int], num_predictions: int, backend: str) -> Metrics:
+    """`Metrics` of a backend's `Evaluation` (backends.py), with classes in label order:
+    class_names[label] has category id category_ids[label] (COCOeval sorts them by id)."""
+    import numpy as np
+
+    position = {int(c): k for k, c in enumerate(evaluation.category_ids)}
+    precision = np.asarray(evaluation.precision)[:, :, [position[int(c)] for c in category_ids]]
+    return Metrics(stats=dict(zip(STAT_NAMES, evaluation.stats)),
+                   per_class=_per_class(precision, class_names), class_names=list(class_names),
+                   precision=precision,
+                   recall_thresholds=np.asarray(evaluation.recall_thresholds),
+                   iou_thresholds=np.asarray(evaluation.iou_thresholds),
+                   instances=instances, num_images=evaluation.image_count,
+                   num_predictions=num_predictions, backend=backend)

@@ -176,4 +176,5 @@ def read_coco(json_path, images=None, modality: str = "rgb",
                                    width=int(width), height=int(height), boxes=xyxy,
                                    labels=labels, ignore=ignore, label_file=json_path))
     return DatasetRecords(images=records, class_names=class_names, category_ids=category_ids,
-                          modalities=[modality], problems=problems, source=where)
+                          modalities=[modality], problems=problems, source=where,
+                          annotation_file=json_path)

@@ -88,6 +88,7 @@ def move_classes_to_ignore(records: DatasetRecords, names: list[str], where: str
             record.ignore = np.concatenate([record.ignore, record.boxes[to_ignore]]).astype(np.float32)
         record.boxes = record.boxes[~to_ignore]
         record.labels = new_label[record.labels[~to_ignore]]
+    records.ignore_category_ids += [records.category_ids[i] for i in dropped]
     records.class_names = [records.class_names[i] for i in kept]
     records.category_ids = [records.category_ids[i] for i in kept]
     return records
