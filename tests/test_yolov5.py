@@ -372,3 +372,19 @@ def test_target_assignment_matches_yolov5_rules():
     # box centre relative to its cell: 0.4 in the own cell, 1.4 seen from the left neighbour
     assert {round(v, 4) for v in box[:, 0].tolist()} == {0.4, 1.4}
     assert torch.allclose(box[:, 2:], torch.full_like(box[:, 2:], 2.0))
+
+
+def test_a_single_fresh_class_gets_a_class_gradient():
+    """One class that no pretrained row maps to starts silent (FRESH_CLASS_PRIOR): its class row
+    must still learn, or obj x cls never passes the confidence threshold (issue 10: classic
+    YOLOv5 fine-tuned on one non-COCO class detected nothing)."""
+    from detector.models.yolov5_loss import AnchorLoss
+
+    anchors = torch.tensor([[[1.25, 1.625], [2.0, 3.75], [4.125, 2.875]]])  # one level
+    loss = AnchorLoss(anchors, num_classes=1, image_size=64)
+    raw = [torch.full((1, 3, 8, 8, 6), -2.0, requires_grad=True)]
+    targets = torch.tensor([[0, 0, 0.5, 0.5, 0.25, 0.3]])
+    losses = loss(raw, targets)
+    assert losses["cls"] > 0
+    losses["cls"].backward()
+    assert raw[0].grad[..., 5].abs().sum() > 0

@@ -8,7 +8,8 @@ the box (detached, clamped at 0); every other cell-anchor is a negative.
 
 Gains are YOLOv5's hyp.scratch defaults scaled as its train.py does: box 0.05 * 3/levels,
 cls 0.5 * nc/80 * 3/levels, obj 1.0 * (image_size/640)^2 * 3/levels; per-level objectness
-balance [4.0, 1.0, 0.4]. Like YOLOv5 each loss is multiplied by the batch size.
+balance [4.0, 1.0, 0.4]. Like YOLOv5 each loss is multiplied by the batch size. Unlike YOLOv5
+the class loss is kept for a single class (fresh class rows start silent, see yolov5_head.py).
 """
 
 from __future__ import annotations
@@ -61,10 +62,13 @@ class AnchorLoss:
                 iou = bbox_iou(torch.cat((xy, wh), 1), target_box, xywh=True, CIoU=True).squeeze(-1)
                 box_loss = box_loss + (1.0 - iou).mean()
                 objectness[image, anchor, cell_y, cell_x] = iou.detach().clamp(0).to(objectness.dtype)
-                if self.num_classes > 1:  # a single class is all objectness
-                    onehot = torch.zeros_like(picked[:, 5:])
-                    onehot[torch.arange(len(cls), device=device), cls] = 1.0
-                    cls_loss = cls_loss + self.bce(picked[:, 5:], onehot)
+                # Always, a single class too: YOLOv5 skips it for nc=1 because its fresh class bias
+                # starts at p=0.98, but a fresh row here starts silent (FRESH_CLASS_PRIOR, so an
+                # unmapped class fires nothing before training) and must learn to speak, or
+                # score = obj x cls never passes the threshold.
+                onehot = torch.zeros_like(picked[:, 5:])
+                onehot[torch.arange(len(cls), device=device), cls] = 1.0
+                cls_loss = cls_loss + self.bce(picked[:, 5:], onehot)
             obj_loss = obj_loss + self.bce(prediction[..., 4], objectness) * self.balance[level]
         batch = raw[0].shape[0]
         return {"box": box_loss * self.box_gain * batch,
