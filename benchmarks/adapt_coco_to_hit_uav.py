@@ -56,7 +56,7 @@ def prepare(out: Path) -> None:
 
 def zero_shot(out: Path) -> None:
     from detector.benchmark import plan_bench
-    from detector.commands.train import build_model, read_split
+    from detector.recipe import build_model, read_split
     from detector.evaluation.coco import evaluate
 
     run = plan_bench([BENCH]).runs[0]

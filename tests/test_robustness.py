@@ -178,7 +178,7 @@ def test_float_tiff_fails_data_check_as_training_would(tmp_path, capsys):
 
 
 def test_synthetic_command_makes_the_shipped_config_data(tmp_path, monkeypatch, capsys):
-    from detector.commands.train import build_data
+    from detector.recipe import build_data
     from detector.config import load_config
 
     monkeypatch.chdir(tmp_path)

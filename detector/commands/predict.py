@@ -189,7 +189,8 @@ def predict_images(detector, records, root: Path, out_dir: Path, args, device, b
     """Annotated copies, predictions.json and images.json for `records`; returns the count."""
     import cv2
 
-    from detector.evaluation.coco import predictions_to_coco, records_to_coco
+    from detector.evaluation.coco import predictions_to_coco
+    from detector.evaluation.truth import records_to_coco
 
     modalities = _model_modalities(detector)
     display_channels = 3 if modalities[0] == "rgb" else 1
