@@ -41,10 +41,10 @@ TOLERANCE = 0.02
 
 
 def run_advise() -> None:
-    from detector.advise import advise
-    from detector.advise.plot import plot_gap_profiles
-    from detector.advise.recipe import write_recipe
-    from detector.advise.report import plan_line
+    from detector.advisor import advise
+    from detector.advisor.plot import plot_gap_profiles
+    from detector.advisor.recipe import write_recipe
+    from detector.advisor.report import plan_line
     from detector.tables import format_table
 
     rows, profiles, results = [], {}, {}

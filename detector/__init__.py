@@ -30,7 +30,7 @@ _API = {
     "fit": "detector.train.engine",
     "evaluate": "detector.evaluation.coco",
     "load_checkpoint": "detector.checkpoint",
-    "advise": "detector.advise",
+    "advise": "detector.advisor",
 }
 
 __all__ = list(_API)

@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-from detector.advise import advise
-from detector.advise.candidate import Candidate
-from detector.advise.recipe import recipe_dict, write_recipe
-from detector.advise.report import format_report, layers_table
+from detector.advisor import advise
+from detector.advisor.candidate import Candidate
+from detector.advisor.recipe import recipe_dict, write_recipe
+from detector.advisor.report import format_report, layers_table
 from detector.cli import main
 from detector.config import config_from_dict, load_config
 from detector.data.synthetic import make_synthetic_dataset
@@ -44,7 +44,7 @@ def toy_models(monkeypatch):
     def load(spec, class_names):
         return Candidate(spec, models[spec], ["circle", "square"], {"arch": "toy"})
 
-    monkeypatch.setattr("detector.advise.advisor.load_candidate", load)
+    monkeypatch.setattr("detector.advisor.advisor.load_candidate", load)
     return models
 
 

@@ -1,4 +1,4 @@
-"""The BatchNorm-statistics gap (detector/advise/gap.py, profile.py): ~0 on inputs drawn from
+"""The BatchNorm-statistics gap (detector/advisor/gap.py, profile.py): ~0 on inputs drawn from
 the statistics a network stored, growing with a synthetic shift, the same for
 FrozenBatchNorm2d, and the pixel statistics as the only measure of a network without BatchNorm."""
 
@@ -12,11 +12,11 @@ import torch
 from torch import nn
 from torchvision.ops import FrozenBatchNorm2d
 
-from detector.advise.gap import (
+from detector.advisor.gap import (
     DISTANCES, ChannelMoments, batchnorm_layers, collect_moments, get_distance, layer_gaps,
     module_parts, part_gaps,
 )
-from detector.advise.profile import Sample, measure_profiles
+from detector.advisor.profile import Sample, measure_profiles
 from detector.errors import ConfigError
 from tests.toy_detector import ToyDetector
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from detector.advise.channels import ChannelInfo, PixelRange, stem_init_for
-from detector.advise.size import DataSize, measure_size, recommend_image_size
-from detector.advise.strategy import (
+from detector.advisor.channels import ChannelInfo, PixelRange, stem_init_for
+from detector.advisor.size import DataSize, measure_size, recommend_image_size
+from detector.advisor.strategy import (
     LARGE_IMAGES, LARGE_SMALLEST_CLASS, SEED_MATRIX, THRESHOLDS, classify, default_epochs,
     departure_part, plan_training, warmup_epochs,
 )

@@ -45,10 +45,10 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from detector.advise.advisor import DEFAULT_MODELS, advise
-    from detector.advise.plot import plot_gap_profiles
-    from detector.advise.recipe import write_recipe
-    from detector.advise.report import format_report, layers_table
+    from detector.advisor.advisor import DEFAULT_MODELS, advise
+    from detector.advisor.plot import plot_gap_profiles
+    from detector.advisor.recipe import write_recipe
+    from detector.advisor.report import format_report, layers_table
     from detector.errors import ConfigError
 
     for flag, value in (("--epochs", args.epochs), ("--image-size", args.image_size),

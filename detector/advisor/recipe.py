@@ -59,7 +59,7 @@ def recipe_text(advice, model_advice=None, out_dir: str | None = None) -> str:
     """The recipe YAML with the advice's summary as a comment header; validated first."""
     from detector.config import config_from_dict
 
-    from detector.advise.report import summary_lines
+    from detector.advisor.report import summary_lines
 
     data = recipe_dict(advice, model_advice, out_dir)
     config_from_dict(data, origin="the advised recipe")  # raises on a bug in this module

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from detector.advise.strategy import THRESHOLDS
+from detector.advisor.strategy import THRESHOLDS
 
 
 def plot_gap_profiles(profiles: dict, out_path, title: str = "domain gap per BatchNorm layer",

@@ -2,8 +2,8 @@
 how to transfer them (the quadrant, what trains at which lr, image size, stem init, class map).
 
     advice = advise("hit_uav_mini", models=["yolov5n"])
-    print(format_report(advice))             # detector/advise/report.py
-    write_recipe(advice, "recipe.yaml")      # detector/advise/recipe.py
+    print(format_report(advice))             # detector/advisor/report.py
+    write_recipe(advice, "recipe.yaml")      # detector/advisor/recipe.py
 
 Costs: the labels of the whole split (no pixels), plus `max_images` decoded images run once
 through each candidate in eval mode (32 images: a few seconds per model on 2 CPU cores).
@@ -15,12 +15,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from detector.advise.candidate import Candidate, class_overlap, load_candidate
-from detector.advise.channels import ChannelInfo, data_channels, stem_init_for, stem_reason
-from detector.advise.gap import get_distance
-from detector.advise.profile import GapProfile, Sample, measure_profiles, sample_images
-from detector.advise.size import DataSize, measure_size, recommend_image_size
-from detector.advise.strategy import (
+from detector.advisor.candidate import Candidate, class_overlap, load_candidate
+from detector.advisor.channels import ChannelInfo, data_channels, stem_init_for, stem_reason
+from detector.advisor.gap import get_distance
+from detector.advisor.profile import GapProfile, Sample, measure_profiles, sample_images
+from detector.advisor.size import DataSize, measure_size, recommend_image_size
+from detector.advisor.strategy import (
     Quadrant, TrainingPlan, classify, default_epochs, plan_training,
 )
 from detector.data.records import DatasetRecords, ImageRecord

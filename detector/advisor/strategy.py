@@ -8,7 +8,7 @@ The seed matrix (CS231n, "Transfer Learning"):
 
 Size: `large` when there are at least LARGE_IMAGES images and the smallest class has at least
 LARGE_SMALLEST_CLASS boxes (the rarest class is what overfits first). Similarity: the mean layer
-gap of the BatchNorm profile (detector/advise/gap.py) under THRESHOLDS[distance].similar.
+gap of the BatchNorm profile (detector/advisor/gap.py) under THRESHOLDS[distance].similar.
 
 What trains, per quadrant (parts in model order: stem, backbone.<i>, neck, head):
 - small + similar: the top. `feature_extraction` (head only) when every class has a pretrained
@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from detector.advise.size import DataSize
+from detector.advisor.size import DataSize
 
 LARGE_IMAGES = 1000
 LARGE_SMALLEST_CLASS = 500

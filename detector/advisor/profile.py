@@ -3,7 +3,7 @@
 A few dozen images (seeded sample) are decoded once. Each is resized with OpenCV so its long side
 is the size the detector evaluates at (what it would do itself, only faster) and handed to the
 detector's own eval forward, so every family preprocesses its input as it always does; hooks on
-the BatchNorm layers collect the statistics (detector/advise/gap.py).
+the BatchNorm layers collect the statistics (detector/advisor/gap.py).
 
 How the data meets the model: a 3-channel RGB model sees each modality on its own, a 1-channel
 one replicated to 3 (which is exactly what the `sum` stem init computes), so an RGB + LWIR set
@@ -22,8 +22,8 @@ import cv2
 import numpy as np
 import torch
 
-from detector.advise.channels import PixelRange, data_channels, stem_init_for
-from detector.advise.gap import (
+from detector.advisor.channels import PixelRange, data_channels, stem_init_for
+from detector.advisor.gap import (
     ChannelMoments, LayerGap, batchnorm_layers, collect_moments, input_gap, layer_gaps,
     module_parts, part_gaps,
 )
