@@ -106,7 +106,7 @@ class TrainConfig:
     ema: bool = False
     ema_decay: float = 0.9998
     eval_every: int = 1
-    eval_backend: Literal["faster", "pycocotools"] = "faster"
+    eval_backend: Literal["hotcoco", "faster", "pycocotools"] = "hotcoco"
     stages: tuple[StageConfig, ...] | None = None
     preset: Literal["feature_extraction", "finetune_top", "finetune_all"] | None = None
     lr_mult: dict[str, float] = field(default_factory=_frozen_dict)  # applies to every stage

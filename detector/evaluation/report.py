@@ -96,12 +96,17 @@ def plot_class_ap(per_class: dict[str, dict[str, float]], out_path,
     return _save(figure, out_path)
 
 
+TEXT_COLUMNS = ("warning",)  # metrics.csv columns that hold words, not numbers
+
+
 def read_metrics_csv(path) -> list[dict]:
-    """Rows of a run's metrics.csv with numbers as floats (empty cells as None)."""
+    """Rows of a run's metrics.csv with numbers as floats (empty cells as None); the text
+    columns (a learned-nothing `warning`) stay strings."""
     rows = []
     with open(path, newline="") as f:
         for row in csv.DictReader(f):
-            rows.append({key: (float(value) if value not in ("", None) else None)
+            rows.append({key: (None if value in ("", None) else
+                               value if key in TEXT_COLUMNS else float(value))
                          for key, value in row.items()})
     return rows
 

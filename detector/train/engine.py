@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import io
+import sys
 import time
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from detector.checkpoint import describe_detector, load_checkpoint, save_checkpoint
+from detector.checkpoint import save_checkpoint
 from detector.errors import ConfigError, TrainingError
 from detector.outputs import write_atomically
 from detector.train.dist import (
@@ -35,8 +36,10 @@ from detector.train.dist import (
 )
 from detector.train.ema import ModelEMA
 from detector.train.freezing import Stage, apply_stage, param_groups, resolve_stages, stage_at
+from detector.train.learned_nothing import learned_nothing
+from detector.train.run_state import Progress, checkpoint_state, restore_run
 from detector.train.schedule import WarmupCosine
-from detector.train.seeding import rng_state, seed_everything, set_rng_state
+from detector.train.seeding import seed_everything
 
 
 def _to_device(target: dict, device: torch.device) -> dict:
@@ -151,6 +154,64 @@ def _plot(out_dir: Path, best_metrics) -> None:
         plot_metrics(best_metrics, out_dir)
 
 
+def _make_loader(train_data, context, batch_size: int, workers: int, seed: int, collate_fn,
+                 device: torch.device):
+    """(loader, sampler) over this process's share of each global batch of `batch_size`."""
+    sampler = make_sampler(train_data, context, shuffle=True, seed=seed)
+    loader = DataLoader(train_data, batch_size=batch_size // context.world_size, sampler=sampler,
+                        num_workers=workers, collate_fn=collate_fn,
+                        pin_memory=device.type == "cuda", persistent_workers=workers > 0)
+    if len(loader) == 0:
+        raise TrainingError("the training set is empty: nothing to train on")
+    return loader, sampler
+
+
+def _stage_optimizer(base, stage: Stage, adaptation, name: str, lr: float, momentum: float,
+                     weight_decay: float, layer_decay: float | None, saved: dict | None):
+    """Freeze and unfreeze for `stage` and build its optimizer (with the adaptation's own
+    parameters, which train with the detector); `saved` is a resumed optimizer state."""
+    apply_stage(base, stage)
+    groups = param_groups(base, stage, lr, weight_decay, layer_decay)
+    if adaptation is not None:
+        groups += adaptation.param_groups(lr, weight_decay)
+    optimizer = build_optimizer(groups, name, lr, momentum, weight_decay)
+    if saved:
+        optimizer.load_state_dict(saved)
+    return optimizer
+
+
+def _make_adaptation(base, adapt, **kwargs):
+    from detector.adapt.adaptation import DomainAdaptation
+
+    return DomainAdaptation(base, adapt, **kwargs)
+
+
+def _record_evaluation(row: dict, metrics, warmup_epochs: float) -> None:
+    """Put an evaluation's AP and AP50 into the epoch's row, and a warning (printed, and in the
+    row's `warning` column) when it shows that nothing was learned."""
+    row["AP"], row["AP50"] = float(metrics.stats["AP"]), float(metrics.stats["AP50"])
+    warning = learned_nothing(metrics, row["epoch"], warmup_epochs)
+    if warning:
+        row["warning"] = warning
+        tqdm.write(f"warning: {warning}", file=sys.stderr)
+
+
+def _save_epoch(out_dir: Path, state: dict, history: list[dict], best_metrics,
+                progress_label: str | None) -> None:
+    """last.pt, best.pt (when `best_metrics` is given: this epoch improved), metrics.csv, plots,
+    and the epoch's line when `progress_label` ("3/10") is given."""
+    save_checkpoint(out_dir / "last.pt", state)
+    if best_metrics is not None:
+        save_checkpoint(out_dir / "best.pt", state)
+    _write_metrics(out_dir / "metrics.csv", history)
+    _plot(out_dir, best_metrics)
+    if progress_label:
+        row = history[-1]
+        ap = "" if row["AP"] is None else f"  AP {row['AP']:.4f}  AP50 {row['AP50']:.4f}"
+        tqdm.write(f"epoch {progress_label}  stage {row['stage']}  loss {row['loss']:.4f}  "
+                   f"{row['images_per_s']:.1f} img/s{ap}")
+
+
 def resolve_device(device: str | None, local_rank: int = 0) -> torch.device:
     from detector.runtime import resolve_device as resolve
 
@@ -163,7 +224,7 @@ def fit(detector: nn.Module, train_data: Dataset, val_data: Dataset | None = Non
         momentum: float = 0.9, weight_decay: float = 1e-4, warmup_epochs: float = 1.0,
         cosine: bool = True, final_lr_ratio: float = 0.01, amp: bool = True,
         clip_grad: float | None = 10.0, ema: bool = False, ema_decay: float = 0.9998,
-        eval_every: int = 1, eval_backend: str = "faster", lr_mult: dict | None = None,
+        eval_every: int = 1, eval_backend: str = "hotcoco", lr_mult: dict | None = None,
         layer_decay: float | None = None, workers: int = 2, seed: int = 0,
         device: str | None = None, resume: bool = False, config: dict | None = None,
         evaluate_fn=None, collate_fn=None, show_progress: bool = True, adapt=None) -> dict:
@@ -176,7 +237,8 @@ def fit(detector: nn.Module, train_data: Dataset, val_data: Dataset | None = Non
     end. With `resume`, training continues from `out_dir/last.pt` at its next epoch. `adapt`
     (a detector.adapt AdaptSpec) adapts the detector to unlabelled target-domain images.
 
-    Returns {"out_dir", "epochs", "best_metric", "best_epoch", "history"}.
+    Returns {"out_dir", "epochs", "best_metric", "best_epoch", "history", "warnings"}; an
+    evaluation that shows nothing learned warns (train/learned_nothing.py; metrics.csv `warning`).
     """
     context = init_distributed(device)
     device = resolve_device(device, context.local_rank)
@@ -189,63 +251,31 @@ def fit(detector: nn.Module, train_data: Dataset, val_data: Dataset | None = Non
         raise ConfigError(f"train.batch_size {batch_size} does not split over {context.world_size} processes")
     seed_everything(seed + context.rank)
     base = unwrap_model(detector)
-    part_names = list(base.parts())
-    stages = resolve_stages(part_names, epochs=epochs, stages=stages, preset=preset, lr_mult=lr_mult)
+    stages = resolve_stages(list(base.parts()), epochs=epochs, stages=stages, preset=preset, lr_mult=lr_mult)
     total_epochs = sum(stage.epochs for stage in stages)
     base.to(device)
     averaged = ModelEMA(base, decay=ema_decay) if ema else None
     scaler = torch.amp.GradScaler(device.type, enabled=amp and device.type == "cuda")
-    sampler = make_sampler(train_data, context, shuffle=True, seed=seed)
-    loader = DataLoader(train_data, batch_size=batch_size // context.world_size, sampler=sampler,
-                        num_workers=workers, collate_fn=collate_fn or _collate,
-                        pin_memory=device.type == "cuda", persistent_workers=workers > 0)
-    steps_per_epoch = len(loader)
-    if steps_per_epoch == 0:
-        raise TrainingError("the training set is empty: nothing to train on")
-    schedule = WarmupCosine(total_epochs * steps_per_epoch, round(warmup_epochs * steps_per_epoch),
+    loader, sampler = _make_loader(train_data, context, batch_size, workers, seed,
+                                   collate_fn or _collate, device)
+    schedule = WarmupCosine(total_epochs * len(loader), round(warmup_epochs * len(loader)),
                             cosine=cosine, final_ratio=final_lr_ratio)
-    evaluate_fn = evaluate_fn or _default_evaluate
-    adaptation = None
-    if adapt is not None:
-        from detector.adapt.adaptation import DomainAdaptation
-
-        adaptation = DomainAdaptation(base, adapt, stages=stages, batch_size=batch_size,
-                                      steps_per_epoch=steps_per_epoch, context=context,
-                                      device=device, workers=workers, seed=seed,
-                                      collate_fn=collate_fn or _collate)
-    start_epoch, best_metric, best_epoch, history, saved = 0, None, None, [], None
+    adaptation = None if adapt is None else _make_adaptation(
+        base, adapt, stages=stages, batch_size=batch_size, steps_per_epoch=len(loader),
+        context=context, device=device, workers=workers, seed=seed, collate_fn=collate_fn or _collate)
+    progress = Progress()
     if resume:
-        for stale in out_dir.glob(".*.pt.*.tmp"):  # left by a process killed while saving
-            stale.unlink(missing_ok=True)
-        saved = load_checkpoint(out_dir / "last.pt")
-        base.load_state_dict(saved["model"])
-        if averaged is not None and saved.get("ema"):
-            averaged.load_state_dict(saved["ema"])
-        if saved.get("scaler"):
-            scaler.load_state_dict(saved["scaler"])
-        if adaptation is not None and saved.get("adapt"):
-            adaptation.load_state_dict(saved["adapt"])
-        schedule.load_state_dict(saved["scheduler"])
-        start_epoch, history = saved["epoch"], list(saved.get("history", []))
-        best_metric, best_epoch = saved.get("best_metric"), saved.get("best_epoch")
-        if context.is_main:
-            set_rng_state(saved["rng"])
-        else:  # only rank 0's state is saved; the others get a fresh, distinct stream
-            seed_everything(seed + context.rank + 1000 * start_epoch)
-    if start_epoch >= total_epochs and context.is_main:
-        tqdm.write(f"{out_dir}: already trained {start_epoch} of {total_epochs} epochs; "
+        progress = restore_run(out_dir, base, averaged=averaged, scaler=scaler, schedule=schedule,
+                               adaptation=adaptation, context=context, seed=seed)
+    if progress.start_epoch >= total_epochs and context.is_main:
+        tqdm.write(f"{out_dir}: already trained {progress.start_epoch} of {total_epochs} epochs; "
                    "raise train.epochs to continue")
     model, opt, stage_index = None, None, None
-    for epoch in range(start_epoch, total_epochs):
+    for epoch in range(progress.start_epoch, total_epochs):
         index, stage = stage_at(stages, epoch)
         if index != stage_index:  # a new stage: new trainable set, fresh optimizer, re-wrapped DDP
-            apply_stage(base, stage)
-            groups = param_groups(base, stage, lr, weight_decay, layer_decay)
-            if adaptation is not None:  # its domain classifiers train with the detector
-                groups += adaptation.param_groups(lr, weight_decay)
-            opt = build_optimizer(groups, optimizer, lr, momentum, weight_decay)
-            if saved is not None and saved.get("stage") == index and saved.get("optimizer"):
-                opt.load_state_dict(saved["optimizer"])  # resumed inside this stage
+            opt = _stage_optimizer(base, stage, adaptation, optimizer, lr, momentum, weight_decay,
+                                   layer_decay, progress.saved_optimizer(index))
             model, stage_index = wrap_model(base, context, device), index
         sampler.set_epoch(epoch)
         started = time.perf_counter()
@@ -255,36 +285,21 @@ def fit(detector: nn.Module, train_data: Dataset, val_data: Dataset | None = Non
                                 adaptation=adaptation)
         row = {"epoch": epoch + 1, "stage": index + 1, **stats,
                "epoch_s": time.perf_counter() - started, "AP": None, "AP50": None}
-        last_epoch = epoch + 1 == total_epochs
-        improved, metrics = False, None
-        if context.is_main and val_data is not None and ((epoch + 1) % eval_every == 0 or last_epoch):
-            evaluated = averaged.module if averaged is not None else base
-            metrics = evaluate_fn(evaluated, val_data, backend=eval_backend,
-                                  batch_size=max(1, batch_size // context.world_size), device=device)
-            row["AP"], row["AP50"] = float(metrics.stats["AP"]), float(metrics.stats["AP50"])
-            improved = best_metric is None or row["AP"] > best_metric
-            if improved:
-                best_metric, best_epoch = row["AP"], epoch + 1
-        history.append(row)
+        metrics = None
+        if context.is_main and val_data is not None and ((epoch + 1) % eval_every == 0
+                                                          or epoch + 1 == total_epochs):
+            metrics = evaluate_fn(averaged.module if averaged is not None else base, val_data,
+                                  backend=eval_backend, device=device,
+                                  batch_size=max(1, batch_size // context.world_size))
+            _record_evaluation(row, metrics, warmup_epochs)
+        improved = progress.record(row)
         if context.is_main:
-            state = {
-                **describe_detector(base), "model": base.state_dict(),
-                "ema": averaged.state_dict() if averaged is not None else None,
-                "optimizer": opt.state_dict(), "scheduler": schedule.state_dict(),
-                "scaler": scaler.state_dict(), "epoch": epoch + 1, "stage": index,
-                "config": config, "rng": rng_state(), "history": history,
-                "best_metric": best_metric, "best_epoch": best_epoch,
-                "adapt": adaptation.state_dict() if adaptation is not None else None,
-            }
-            save_checkpoint(out_dir / "last.pt", state)
-            if improved:
-                save_checkpoint(out_dir / "best.pt", state)
-            _write_metrics(out_dir / "metrics.csv", history)
-            _plot(out_dir, metrics if improved else None)
-            if show_progress:
-                ap = "" if row["AP"] is None else f"  AP {row['AP']:.4f}  AP50 {row['AP50']:.4f}"
-                tqdm.write(f"epoch {epoch + 1}/{total_epochs}  stage {index + 1}  loss "
-                           f"{row['loss']:.4f}  {row['images_per_s']:.1f} img/s{ap}")
+            state = checkpoint_state(base, progress, epoch=epoch + 1, stage_index=index,
+                                     averaged=averaged, optimizer=opt, schedule=schedule,
+                                     scaler=scaler, adaptation=adaptation, config=config)
+            _save_epoch(out_dir, state, progress.history, metrics if improved else None,
+                        f"{epoch + 1}/{total_epochs}" if show_progress else None)
         barrier()
-    return {"out_dir": out_dir, "epochs": total_epochs, "best_metric": best_metric,
-            "best_epoch": best_epoch, "history": history}
+    return {"out_dir": out_dir, "epochs": total_epochs, "best_metric": progress.best_metric,
+            "best_epoch": progress.best_epoch, "history": progress.history,
+            "warnings": [row["warning"] for row in progress.history if row.get("warning")]}
