@@ -32,7 +32,7 @@ import torch  # noqa: E402
 from detector.data.readers import read_dataset  # noqa: E402
 from detector.data.writers import write_yolo  # noqa: E402
 from detector.evaluation.coco import evaluate  # noqa: E402
-from detector.models.yolo import import_checkpoint  # noqa: E402
+from detector.models.ultralytics import import_checkpoint  # noqa: E402
 from detector.tables import format_table  # noqa: E402
 
 

@@ -16,7 +16,7 @@ warmup, cosine decay and EMA. Ultralytics keeps its own augmentation (mosaic, HS
 scale 0.5, translate 0.1; `--their-augment plain` turns mosaic off); ours is the toolkit's
 default augmentation (flips, mild affine, colour). Learning rates: ultralytics lr0 0.01 per 64
 images (its nominal batch; loss x batch size); ours lr 0.01 x batch / 16 with the adapter's loss
-scale (see detector/models/yolo_loss.py), i.e. the same step per image.
+scale (see detector/models/ultralytics/loss.py), i.e. the same step per image.
 
 Both final models (ours: EMA weights; theirs: its last.pt, EMA too) are evaluated by the same
 code: `detector.evaluation.evaluate` with the pycocotools backend on bccd test, letterboxed to
@@ -50,7 +50,7 @@ from detector.data.writers import write_yolo  # noqa: E402
 from detector.evaluation.coco import evaluate  # noqa: E402
 from detector.models.loading import load_model  # noqa: E402
 from detector.models.registry import build_detector  # noqa: E402
-from detector.models.yolo import YOLODetector, import_checkpoint  # noqa: E402
+from detector.models.ultralytics import YOLODetector, import_checkpoint  # noqa: E402
 from detector.tables import format_table  # noqa: E402
 from detector.train.engine import fit  # noqa: E402
 

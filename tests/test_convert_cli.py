@@ -9,7 +9,7 @@ from detector.checkpoint import describe_detector, save_checkpoint
 from detector.cli import main
 from detector.models.loading import load_model
 from detector.models.registry import build_detector
-from detector.models.yolov5 import yolov5_yaml
+from detector.models.yolov5.layers import yolov5_yaml
 
 NAMES = ["person", "car", "bicycle"]
 

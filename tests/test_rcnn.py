@@ -12,7 +12,7 @@ from torchvision.models import detection
 from detector.data.coco_classes import COCO_CATEGORY_IDS, COCO_CLASSES
 from detector.errors import ConfigError, WeightsError
 from detector.models import build_detector, list_models
-from detector.models.rcnn import RCNNDetector
+from detector.models.rcnn.adapter import RCNNDetector
 from detector.models.surgery import adapt_stem
 
 CLASSES = ["cat", "dog", "bird"]

@@ -10,11 +10,12 @@ import torch
 
 from detector.data.coco_classes import COCO_CLASSES
 from detector.errors import CheckpointError, ConfigError
-from detector.models import letterbox, yolo
+from detector.models import letterbox
 from detector.models.loading import load_model
 from detector.models.registry import build_detector, list_models
 from detector.models.surgery import adapt_stem, remap_classes
-from detector.models.yolo_loss import LOSS_SCALE
+from detector.models.ultralytics import adapter as yolo
+from detector.models.ultralytics.loss import LOSS_SCALE
 
 SIZE = 64  # tiny inputs keep every test on CPU fast
 SMALL_ARCHS = [arch for arch in list_models("yolo") if arch.endswith("n") or arch.endswith("nu")]

@@ -11,7 +11,7 @@ import torch
 from detector.errors import CheckpointError
 from detector.models.registry import build_detector
 from detector.models.surgery import adapt_stem
-from detector.models.yolov5 import YOLOv5Detector, import_checkpoint, letterbox, yolov5_yaml
+from detector.models.yolov5.adapter import YOLOv5Detector, import_checkpoint, letterbox, yolov5_yaml
 
 # YOLOv5's v6 layout at a tiny width, so a CPU step takes milliseconds.
 TINY_YAML = yolov5_yaml(0.33, 0.0625, 3)
@@ -357,7 +357,7 @@ def test_target_assignment_matches_yolov5_rules():
     stride 8: all 3 anchors within ratio 4, centre cell (2,2) plus its left and top neighbours
     (the centre sits in the first half of its cell) -> 9 positives; stride 16: 2 anchors (the
     third is 7.4x taller) x 3 cells -> 6; stride 32: every anchor more than 4x larger -> 0."""
-    from detector.models.yolov5_loss import AnchorLoss
+    from detector.models.yolov5.loss import AnchorLoss
 
     detector = _tiny()
     head = detector.model[-1]
@@ -378,7 +378,7 @@ def test_a_single_fresh_class_gets_a_class_gradient():
     """One class that no pretrained row maps to starts silent (FRESH_CLASS_PRIOR): its class row
     must still learn, or obj x cls never passes the confidence threshold (issue 10: classic
     YOLOv5 fine-tuned on one non-COCO class detected nothing)."""
-    from detector.models.yolov5_loss import AnchorLoss
+    from detector.models.yolov5.loss import AnchorLoss
 
     anchors = torch.tensor([[[1.25, 1.625], [2.0, 3.75], [4.125, 2.875]]])  # one level
     loss = AnchorLoss(anchors, num_classes=1, image_size=64)

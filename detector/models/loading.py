@@ -41,7 +41,7 @@ def _lazy_importer(module_name: str) -> Callable[[Path], Detector | None]:
 # family -> callable(path) -> Detector, or None when the file is not that family's.
 FOREIGN_IMPORTERS: dict[str, Callable[[Path], Detector | None]] = {
     "yolov5": _lazy_importer("detector.models.yolov5"),
-    "ultralytics": _lazy_importer("detector.models.yolo"),
+    "ultralytics": _lazy_importer("detector.models.ultralytics"),
 }
 
 

@@ -16,7 +16,7 @@ from typing import Callable
 from detector.errors import ConfigError
 
 # Modules whose import registers their archs. Listed, not discovered: nothing sniffs names.
-ADAPTER_MODULES = ("detector.models.rcnn", "detector.models.yolo", "detector.models.yolov5")
+ADAPTER_MODULES = ("detector.models.rcnn", "detector.models.ultralytics", "detector.models.yolov5")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ def carry_yolov5_layers(source, arch: str):
     YOLOv5Detector); returns (detector, number of tensors copied). Raises ConfigError when the
     two networks' layers differ (e.g. yolov5s weights into yolov5nu)."""
     from detector.models.registry import build_detector, list_models
-    from detector.models.yolov5 import YOLOv5Detector
+    from detector.models.yolov5.adapter import YOLOv5Detector
 
     targets = list_models(family="yolo")
     if arch not in targets:
@@ -24,7 +24,7 @@ def carry_yolov5_layers(source, arch: str):
                           f"(anchor-based) YOLOv5 model; got a {type(source).__name__}")
     target = build_detector(arch, source.class_names, weights=None, in_channels=source.in_channels)
     source_layers = list(source.model)[:-1]
-    target_layers = list(target.model.model)[:-1]  # yolo.py's YOLODetector wraps DetectionModel
+    target_layers = list(target.model.model)[:-1]  # ultralytics/adapter.py's YOLODetector wraps DetectionModel
     if len(source_layers) != len(target_layers):
         raise ConfigError(f"--to {arch}: the YOLOv5 model has {len(source_layers)} layers before "
                           f"its head, {arch} has {len(target_layers)}")

@@ -1,4 +1,4 @@
-"""Pretrained weights into a Faster R-CNN (detector.models.rcnn): an ImageNet classification
+"""Pretrained weights into a Faster R-CNN (rcnn/adapter.py): an ImageNet classification
 state_dict into the backbone body, or a torchvision Faster R-CNN state_dict into the whole model
 (torchvision's 91-output COCO head cut to background + the 80 classes in COCO_CLASSES order).
 Every file is read with torch.load(weights_only=True); mismatched keys are a WeightsError.
@@ -17,7 +17,7 @@ from detector.data.coco_classes import COCO_CATEGORY_IDS, COCO_CLASSES
 from detector.errors import WeightsError
 
 if TYPE_CHECKING:
-    from detector.models.rcnn import RCNNDetector
+    from detector.models.rcnn.adapter import RCNNDetector
 
 
 def _load_state(module: nn.Module, state, path: Path, what: str,

@@ -1,8 +1,8 @@
-"""Classic YOLOv5 networks from their model yaml (detector.models.yolov5).
+"""Classic YOLOv5 networks from their model yaml (for yolov5/adapter.py).
 
 `build_layers(yaml, num_classes, in_channels)` builds YOLOv5's `model.<i>` layers from a yaml
 dict (backbone + head rows of [from, repeats, type, args]) with ultralytics' Conv / C3 / SPPF /
-Concat and the anchor-based head in yolov5_head.py; `yolov5_yaml` gives YOLOv5 v6's layout at a
+Concat and the anchor-based head in head.py; `yolov5_yaml` gives YOLOv5 v6's layout at a
 scale (what a from-scratch `yolov5n` builds; checkpoints bring their own yaml).
 """
 
@@ -15,7 +15,7 @@ from torch import nn
 from ultralytics.nn.modules import C3, SPPF, Concat, Conv
 
 from detector.errors import ConfigError
-from detector.models.yolov5_head import AnchorDetect
+from detector.models.yolov5.head import AnchorDetect
 
 LAYER_TYPES = {"Conv": Conv, "C3": C3, "SPPF": SPPF, "Concat": Concat, "nn.Upsample": nn.Upsample,
                "Detect": AnchorDetect}

@@ -13,7 +13,7 @@ evaluation its decoded outputs followed by NMS. What this file adds is the contr
   the input image's pixels;
 - train: images come at training size from the dataset; they are padded (right/bottom, so boxes
   stay put) to a common size that the strides divide, and targets become ultralytics' batch dict
-  (detector/models/yolo_loss.py, which also says how the loss is scaled). Ignore regions play
+  (detector/models/ultralytics/loss.py, which also says how the loss is scaled). Ignore regions play
   no part in training (ultralytics' loss has no notion of them); evaluation counts them as crowd.
 
 Parts (for freezing): `stem` = layer 0, `backbone.<i>` = layer i+1 up to the backbone's last layer
@@ -35,9 +35,9 @@ from torch import nn
 
 from detector.errors import CheckpointError, ConfigError
 from detector.models.detector import Detector, default_modalities
-from detector.models.registry import register_model
-from detector.models.yolo_loss import detection_losses
 from detector.models.letterbox import letterbox_batch, nms, pad_batch, unletterbox
+from detector.models.registry import register_model
+from detector.models.ultralytics.loss import detection_losses
 
 # Registered archs: name -> ultralytics model yaml (the letter picks the scale of the family yaml).
 ARCH_YAMLS = {
@@ -263,7 +263,7 @@ class YOLODetector(Detector):
         [B,4+K,A] (cxcywh pixels of the batch, class probabilities; NMS-free heads: [B,D,6]
         xyxy, score, class), or with `nms` the detections of GraphNMS (NMS-free heads have none
         to add). Letterboxing and mapping boxes back stay in Python (see detector/export)."""
-        from detector.models.yolo_export import export_plan
+        from detector.models.ultralytics.export import export_plan
 
         return export_plan(self, nms)
 

@@ -3,7 +3,7 @@
 ultralytics 8 no longer loads YOLOv5's own .pt files (they pickle classes from YOLOv5's
 `models.*` package). Here such a file is read by the restricted unpickler (nothing in it runs),
 the network is rebuilt from the checkpoint's own `yaml` dict with ultralytics' Conv / C3 / SPPF /
-Concat modules plus the anchor-based head in yolov5_head.py, and the weights are loaded name for
+Concat modules plus the anchor-based head in head.py, and the weights are loaded name for
 name (any mismatch is a CheckpointError).
 
 Eval mode letterboxes each image like YOLOv5's val.py with rectangular batches (long side to
@@ -28,9 +28,9 @@ from detector.models.detector import Detector, default_modalities
 from detector.models.letterbox import letterbox, unletterbox
 from detector.models.registry import register_model
 from detector.models.safe_unpickle import Record, RefusedGlobal, load_pickled
-from detector.models.yolov5_head import non_max_suppression
-from detector.models.yolov5_layers import build_layers, yolov5_yaml  # noqa: F401 (re-exported)
-from detector.models.yolov5_loss import AnchorLoss
+from detector.models.yolov5.head import non_max_suppression
+from detector.models.yolov5.layers import build_layers, yolov5_yaml  # noqa: F401 (re-exported)
+from detector.models.yolov5.loss import AnchorLoss
 
 ARCH = "yolov5_classic"
 # YOLOv5's classes live in its `models` and `utils` packages.
@@ -177,7 +177,7 @@ class YOLOv5Detector(Detector):
         """The network on a letterboxed batch (dynamic batch and size) -> decoded predictions
         [B,N,5+K] (cx, cy, w, h pixels, objectness, class probabilities), or with `nms` the
         detections of GraphNMS; letterboxing and boxes back to input pixels stay in Python."""
-        from detector.models.yolov5_export import export_plan
+        from detector.models.yolov5.export import export_plan
 
         return export_plan(self, nms)
 

@@ -9,7 +9,7 @@ the box (detached, clamped at 0); every other cell-anchor is a negative.
 Gains are YOLOv5's hyp.scratch defaults scaled as its train.py does: box 0.05 * 3/levels,
 cls 0.5 * nc/80 * 3/levels, obj 1.0 * (image_size/640)^2 * 3/levels; per-level objectness
 balance [4.0, 1.0, 0.4]. Like YOLOv5 each loss is multiplied by the batch size. Unlike YOLOv5
-the class loss is kept for a single class (fresh class rows start silent, see yolov5_head.py).
+the class loss is kept for a single class (fresh class rows start silent, see head.py).
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from detector.errors import ConfigError
 from detector.models.detector import Detector, default_modalities
-from detector.models.rcnn_weights import load_backbone_weights, load_detector_weights
+from detector.models.rcnn.weights import load_backbone_weights, load_detector_weights
 from detector.models.registry import register_model
 
 NORMS = ("frozen", "batch")
@@ -117,8 +117,8 @@ class RCNNDetector(Detector):
         return list(self.model.backbone(batch.tensors).values())
 
     def export_plan(self, nms: bool = False):
-        """torchvision's model after its resize, on one image (detector/models/rcnn_export.py)."""
-        from detector.models.rcnn_export import export_plan
+        """torchvision's model after its resize, on one image (detector/models/rcnn/export.py)."""
+        from detector.models.rcnn.export import export_plan
 
         return export_plan(self, nms)
 
@@ -371,7 +371,7 @@ def _register(arch: str) -> None:
                       class_map, options)
 
     build.__name__ = arch
-    build.__doc__ = f"Faster R-CNN `{arch}` as an RCNNDetector (see detector.models.rcnn)."
+    build.__doc__ = f"Faster R-CNN `{arch}` as an RCNNDetector (see detector.models.rcnn.adapter)."
     register_model(arch, family="rcnn")(build)
 
 

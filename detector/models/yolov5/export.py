@@ -49,7 +49,7 @@ class _WithNMS(nn.Module):
 def export_plan(detector, nms: bool = False) -> ExportPlan:
     """ExportPlan of a YOLOv5Detector (see the module docstring)."""
     from detector.models.letterbox import unletterbox
-    from detector.models.yolov5_head import non_max_suppression
+    from detector.models.yolov5.head import non_max_suppression
 
     fused = detector.for_inference()
     network: nn.Module = _Predictions(fused).eval()

@@ -1,0 +1,10 @@
+"""Ultralytics YOLO family (yolov8/yolo11 and the anchor-free yolov5*u): importing this package
+registers its archs.
+
+adapter.py builds the network behind the Detector contract and imports ultralytics checkpoints,
+loss.py is its training loss, export.py says how it is exported.
+"""
+
+from detector.models.ultralytics.adapter import YOLODetector, import_checkpoint
+
+__all__ = ["YOLODetector", "import_checkpoint"]
