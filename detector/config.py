@@ -116,6 +116,8 @@ class TrainConfig:
     device: str | None = None  # None: cuda if available, else cpu
     out_dir: str = "runs/train"
     adapt: AdaptConfig | None = None  # domain adaptation to unlabelled target images
+    sync_bn: bool = False  # SyncBatchNorm for trained BatchNorm under torchrun (CUDA only)
+    loggers: tuple[Literal["csv", "tensorboard"], ...] = ("csv",)  # detector/train/loggers.py
 
 
 @dataclass(frozen=True)

@@ -125,6 +125,7 @@ def fit_arguments(config: Config) -> dict:
         arguments["stages"] = [{"epochs": s.epochs, "train": list(s.train),
                                 "lr_mult": dict(s.lr_mult)} for s in train.stages]
     arguments["lr_mult"] = dict(train.lr_mult)
+    arguments["loggers"] = list(train.loggers)
     arguments["adapt"] = adapt_arguments(config)
     return arguments
 
@@ -164,7 +165,12 @@ def prepare_run(config: Config, out_dir=None, resume: bool = False) -> PreparedR
                                   f"but the data has {class_names}")
         detector = detector_from_checkpoint(state, prefer_ema=False)
     else:
+        from detector.train.seeding import seed_everything
+
         channels = int(train_data[0][0].shape[0])  # what the data layer really produces
+        # Fresh layers (a new head, an adapted stem) are drawn from the seed, so every torchrun
+        # process and a single-process run of the same recipe start from the same weights.
+        seed_everything(config.train.seed)
         detector = build_model(config, class_names, modalities, channels)
     return PreparedRun(config, detector, train_data, val_data, class_names, out_dir, resume)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 
@@ -64,3 +65,31 @@ def test_world_of_one_without_environment(monkeypatch):
     sampler.set_epoch(2)
     assert sorted(sampler) == list(range(6))
     assert list(sampler) == torch.randperm(6, generator=torch.Generator().manual_seed(3)).tolist()
+
+
+def test_sync_bn_converts_batchnorm_only_under_ddp_on_cuda(capsys):
+    from torchvision.ops import FrozenBatchNorm2d
+
+    from detector.errors import ConfigError
+    from detector.train.dist import sync_batchnorm
+
+    model = ToyDetector(["a"])
+    model.neck = torch.nn.Sequential(model.neck, FrozenBatchNorm2d(8))  # pretrained-frozen BN
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+
+    assert sync_batchnorm(model, DistContext(), torch.device("cpu"), enabled=True) is model
+    assert "train.sync_bn: a no-op with one process" in capsys.readouterr().err
+    assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules())
+    two = DistContext(rank=0, world_size=2)
+    with pytest.raises(ConfigError, match="train.sync_bn: .*CUDA devices only"):
+        sync_batchnorm(model, two, torch.device("cpu"), enabled=True)
+    assert sync_batchnorm(model, two, torch.device("cpu"), enabled=False) is model
+
+    # Converting needs no GPU (only running it does): every BatchNorm2d, no FrozenBatchNorm2d.
+    converted = sync_batchnorm(model, two, torch.device("cuda"), enabled=True)
+    kinds = [type(m) for m in converted.modules()]
+    assert kinds.count(torch.nn.SyncBatchNorm) == 2 and torch.nn.BatchNorm2d not in kinds
+    assert kinds.count(FrozenBatchNorm2d) == 1
+    after = converted.state_dict()  # checkpoints keep their keys and values
+    assert list(after) == list(before)
+    assert all(torch.equal(after[k], v) for k, v in before.items())

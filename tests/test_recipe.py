@@ -51,3 +51,31 @@ def test_the_public_api_resolves_and_documents_itself():
         value = getattr(detector, name)
         assert callable(value) and value.__doc__, name
         assert f"detector.{name}(" in detector.__doc__, f"{name} has no example in the API docstring"
+
+
+def test_a_fresh_model_is_drawn_from_the_recipe_seed(tmp_path):
+    """Every torchrun process builds its own model: the fresh layers must not depend on what
+    the process drew before (tests/test_torchrun_cli.py relies on it)."""
+    import torch
+    import yaml
+
+    from detector.config import load_config
+    from detector.recipe import prepare_run
+    from test_train_cli import make_yolo_dataset
+
+    data = make_yolo_dataset(tmp_path / "data", size=64)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "model": {"arch": "yolov5n", "weights": None, "image_size": 64,
+                  "options": {"image_size": 64}},
+        "data": {"train": {"source": str(data), "split": "train"}},
+        "train": {"epochs": 1, "seed": 5, "device": "cpu"}}))
+    weights = []
+    for noise in (1, 2):
+        torch.manual_seed(noise)
+        weights.append(prepare_run(load_config(recipe)).detector.state_dict())
+    for name, value in weights[0].items():
+        assert torch.equal(value, weights[1][name]), name
+    torch.manual_seed(1)
+    other = prepare_run(load_config(recipe, ["train.seed=6"])).detector.state_dict()
+    assert not torch.equal(other["model.24.m.0.weight"], weights[0]["model.24.m.0.weight"])

@@ -15,8 +15,10 @@ from detector.cli import main
 TINY = Path(__file__).parent.parent / "configs" / "synthetic_tiny.yaml"
 
 
-def make_yolo_dataset(root: Path, train: int = 4, val: int = 2, size: int = 96) -> Path:
-    """Coloured rectangles (class 0: red, class 1: blue) on grey noise, in YOLO layout."""
+def make_yolo_dataset(root: Path, train: int = 4, val: int = 2, size: int = 96,
+                      boxes: tuple | None = None) -> Path:
+    """Coloured rectangles (class 0: red, class 1: blue) on grey noise, in YOLO layout; at
+    random places, or at `boxes` ((x, y, w, h) pixels of class 0, then of class 1) in every image."""
     rng = np.random.default_rng(0)
     for split, count in (("train", train), ("val", val)):
         (root / "images" / split).mkdir(parents=True)
@@ -27,6 +29,8 @@ def make_yolo_dataset(root: Path, train: int = 4, val: int = 2, size: int = 96) 
             for label in (0, 1):
                 w, h = rng.integers(16, 40, 2)
                 x, y = rng.integers(0, size - 40, 2)
+                if boxes is not None:
+                    x, y, w, h = boxes[label]
                 image[y:y + h, x:x + w] = (220, 30, 30) if label == 0 else (30, 30, 220)
                 lines.append(f"{label} {(x + w / 2) / size} {(y + h / 2) / size} {w / size} {h / size}")
             Image.fromarray(image).save(root / "images" / split / f"{split}{index}.png")

@@ -1,12 +1,19 @@
-"""`detector train CONFIG [key=value ...] [--resume RUN_DIR]`: fine-tune a detector from a recipe.
+"""`detector train CONFIG [key=value ...] [--resume RUN_DIR] [--nproc N]`: fine-tune a detector
+from a recipe.
 
 The config (configs/*.yaml) is validated, then detector/recipe.py turns it into the data, the
-model and `fit`'s arguments. `--resume RUN_DIR` reads RUN_DIR/config.yaml and continues from RUN_DIR/last.pt.
+model and `fit`'s arguments. `--resume RUN_DIR` reads RUN_DIR/config.yaml and continues from
+RUN_DIR/last.pt. Under torchrun (`torchrun --nproc_per_node N -m detector train ...`) every
+process runs this command and train/dist.py joins them; `--nproc N` starts that torchrun itself
+on this machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from detector.config import Config, load_config
@@ -21,7 +28,8 @@ def add_parser(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
                "  detector train configs/fasterrcnn_bccd.yaml train.epochs=3\n"
-               "  detector train --resume runs/bccd",
+               "  detector train --resume runs/bccd\n"
+               "  detector train configs/fasterrcnn_bccd.yaml --nproc 2   # 2 processes (GPUs)",
     )
     p.add_argument("config", nargs="?", help="YAML config (see configs/); omit with --resume")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
@@ -29,6 +37,9 @@ def add_parser(subparsers) -> None:
                    help="continue the run in RUN_DIR from its last.pt (uses RUN_DIR/config.yaml)")
     p.add_argument("--overwrite", action="store_true",
                    help="start afresh in train.out_dir even over files detector did not write")
+    p.add_argument("--nproc", type=int, metavar="N",
+                   help="train with N processes on this machine (one per GPU, or gloo on CPU): "
+                        "runs `torchrun --standalone --nproc_per_node N -m detector train ...`")
     p.set_defaults(func=run)
 
 
@@ -77,6 +88,26 @@ def discard_unstarted_run(out_dir: Path) -> None:
         remove_outputs(out_dir, RUN_FILES)
 
 
+def launch_torchrun(args) -> int:
+    """`--nproc N`: this command again under torchrun, N processes on this machine (a free
+    port found by torchrun's standalone rendezvous); returns torchrun's exit status."""
+    if args.nproc < 1:
+        raise ConfigError(f"--nproc: expected a number of processes >= 1, got {args.nproc}")
+    if "WORLD_SIZE" in os.environ:
+        raise ConfigError("--nproc: this process already runs under torchrun; drop --nproc")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc_per_node={args.nproc}", "-m", "detector"]
+    command += ["--debug"] if args.debug else []
+    command += ["train", *([args.config] if args.config else []), *args.overrides]
+    command += ["--resume", args.resume] if args.resume else []
+    command += ["--overwrite"] if args.overwrite else []
+    status = subprocess.run(command).returncode
+    if status:
+        print(f"error: --nproc {args.nproc}: a training process failed (exit status {status}; "
+              "its message is above)", file=sys.stderr)
+    return status
+
+
 def run(args) -> int:
     from detector.recipe import prepare_run
     from detector.tables import format_table
@@ -100,6 +131,8 @@ def run(args) -> int:
                 f"{out_dir}: already holds a run; continue it with `detector train --resume "
                 f"{out_dir}` or choose another train.out_dir"
             )
+    if args.nproc is not None and args.nproc != 1:  # the recipe was checked above, once, in this process
+        return launch_torchrun(args)
     prepared = prepare_run(config, out_dir, resume=bool(args.resume))
     start_run(prepared.detector, prepared.train_data, prepared.val_data, config, out_dir,
               resume=bool(args.resume), overwrite=args.overwrite, config_file=args.config)

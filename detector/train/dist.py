@@ -8,12 +8,15 @@ helper is a no-op, so the engine has one code path. Only rank 0 logs and saves.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as torch_dist
 from torch import nn
 from torch.utils.data import Dataset, DistributedSampler
+
+from detector.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,30 @@ def wrap_model(model: nn.Module, context: DistContext, device: torch.device) -> 
         return model
     device_ids = [device.index] if device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+
+
+def sync_batchnorm(model: nn.Module, context: DistContext, device: torch.device,
+                   enabled: bool) -> nn.Module:
+    """`train.sync_bn`: every BatchNorm of `model` becomes a SyncBatchNorm, whose training
+    statistics are those of the global batch rather than of each process's share. Returns `model`
+    (changed in place). Frozen parts' BatchNorm stays in eval mode (train/freezing.py), where a
+    SyncBatchNorm is a plain BatchNorm; FrozenBatchNorm2d is not touched. The state dict keeps its
+    keys, so checkpoints load into plain BatchNorm.
+
+    With one process it is a no-op, and says so. torch runs SyncBatchNorm on GPUs only, so on
+    another device it is refused before anything is written.
+    """
+    if not enabled:
+        return model
+    if not context.distributed:
+        if context.is_main:
+            print("note: train.sync_bn: a no-op with one process (BatchNorm already sees the "
+                  "whole batch)", file=sys.stderr)
+        return model
+    if device.type != "cuda":
+        raise ConfigError(f"train.sync_bn: torch's SyncBatchNorm runs on CUDA devices only, not "
+                          f"{device.type}; set train.sync_bn=false for this run")
+    return nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:

@@ -7,8 +7,9 @@ detector/data/dataset.py (boxes [M,4] float32 xyxy pixels, labels [M] int64 0-ba
 Any Detector trains the same way: it returns a dict of losses and the engine sums them.
 
 The run directory gets config.yaml (when `config` is given), last.pt and best.pt (by validation
-mAP50-95), metrics.csv and training_curves.png (loss and mAP per epoch), rewritten each epoch,
-and pr_curves.png and class_ap.png of the best evaluation. A run resumes
+mAP50-95), and what the `loggers` write (train/loggers.py; csv by default: metrics.csv and
+training_curves.png, rewritten each epoch, and pr_curves.png and class_ap.png of the best
+evaluation; tensorboard: an events file). A run resumes
 from last.pt at the next epoch with optimizer, schedule, AMP scaler, EMA and RNG state. Under
 torchrun each process trains on its share of every batch (`batch_size` is the global batch) and
 rank 0 evaluates, logs and saves.
@@ -16,8 +17,6 @@ rank 0 evaluates, logs and saves.
 
 from __future__ import annotations
 
-import csv
-import io
 import sys
 import time
 from pathlib import Path
@@ -32,11 +31,13 @@ from detector.checkpoint import save_checkpoint
 from detector.errors import ConfigError, TrainingError
 from detector.outputs import write_atomically
 from detector.train.dist import (
-    all_true, barrier, init_distributed, make_sampler, reduce_mean, unwrap_model, wrap_model,
+    all_true, barrier, init_distributed, make_sampler, reduce_mean, sync_batchnorm, unwrap_model,
+    wrap_model,
 )
 from detector.train.ema import ModelEMA
 from detector.train.freezing import Stage, apply_stage, param_groups, resolve_stages, stage_at
 from detector.train.learned_nothing import learned_nothing
+from detector.train.loggers import build_loggers
 from detector.train.run_state import Progress, checkpoint_state, restore_run
 from detector.train.schedule import WarmupCosine
 from detector.train.seeding import seed_everything
@@ -132,28 +133,6 @@ def _default_evaluate(detector, data, *, backend, batch_size, device):
     return evaluate(detector, data, backend=backend, batch_size=batch_size, device=device)
 
 
-def _write_metrics(path: Path, history: list[dict]) -> None:
-    columns = list(dict.fromkeys(key for row in history for key in row))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for row in history:
-        writer.writerow({k: ("" if v is None else f"{v:.6g}" if isinstance(v, float) else v)
-                         for k, v in row.items()})
-    write_atomically(path, buffer.getvalue())
-
-
-def _plot(out_dir: Path, best_metrics) -> None:
-    """training_curves.png from metrics.csv; with new best metrics (a COCO `Metrics`), their
-    pr_curves.png and class_ap.png, so those always describe best.pt."""
-    from detector.evaluation.metrics import Metrics
-    from detector.evaluation.report import plot_metrics, plot_training_curves
-
-    plot_training_curves(out_dir / "metrics.csv", out_dir / "training_curves.png")
-    if isinstance(best_metrics, Metrics):  # an injected evaluate_fn may return only .stats
-        plot_metrics(best_metrics, out_dir)
-
-
 def _make_loader(train_data, context, batch_size: int, workers: int, seed: int, collate_fn,
                  device: torch.device):
     """(loader, sampler) over this process's share of each global batch of `batch_size`."""
@@ -196,15 +175,16 @@ def _record_evaluation(row: dict, metrics, warmup_epochs: float) -> None:
         tqdm.write(f"warning: {warning}", file=sys.stderr)
 
 
-def _save_epoch(out_dir: Path, state: dict, history: list[dict], best_metrics,
+def _save_epoch(out_dir: Path, state: dict, history: list[dict], best_metrics, loggers,
                 progress_label: str | None) -> None:
-    """last.pt, best.pt (when `best_metrics` is given: this epoch improved), metrics.csv, plots,
-    and the epoch's line when `progress_label` ("3/10") is given."""
+    """last.pt, best.pt (when `best_metrics` is given: this epoch improved), the loggers' files
+    (train/loggers.py), and the epoch's line when `progress_label` ("3/10") is given."""
     save_checkpoint(out_dir / "last.pt", state)
     if best_metrics is not None:
         save_checkpoint(out_dir / "best.pt", state)
-    _write_metrics(out_dir / "metrics.csv", history)
-    _plot(out_dir, best_metrics)
+    loggers.log_epoch(history)
+    if best_metrics is not None:
+        loggers.log_best(best_metrics, state["epoch"])
     if progress_label:
         row = history[-1]
         ap = "" if row["AP"] is None else f"  AP {row['AP']:.4f}  AP50 {row['AP50']:.4f}"
@@ -227,7 +207,8 @@ def fit(detector: nn.Module, train_data: Dataset, val_data: Dataset | None = Non
         eval_every: int = 1, eval_backend: str = "hotcoco", lr_mult: dict | None = None,
         layer_decay: float | None = None, workers: int = 2, seed: int = 0,
         device: str | None = None, resume: bool = False, config: dict | None = None,
-        evaluate_fn=None, collate_fn=None, show_progress: bool = True, adapt=None) -> dict:
+        evaluate_fn=None, collate_fn=None, show_progress: bool = True, adapt=None,
+        sync_bn: bool = False, loggers: tuple[str, ...] = ("csv",)) -> dict:
     """Train `detector` through its stages, writing the run directory `out_dir`.
 
     Stages come from `stages`, else `preset` over `epochs` (default finetune_all). `batch_size`
@@ -236,13 +217,16 @@ def fit(detector: nn.Module, train_data: Dataset, val_data: Dataset | None = Non
     (default: detector.evaluation.coco.evaluate); it runs every `eval_every` epochs and at the
     end. With `resume`, training continues from `out_dir/last.pt` at its next epoch. `adapt`
     (a detector.adapt AdaptSpec) adapts the detector to unlabelled target-domain images.
+    `sync_bn`: SyncBatchNorm under torchrun on CUDA; `loggers`: names from train/loggers.py.
 
     Returns {"out_dir", "epochs", "best_metric", "best_epoch", "history", "warnings"}; an
     evaluation that shows nothing learned warns (train/learned_nothing.py; metrics.csv `warning`).
     """
     context = init_distributed(device)
     device = resolve_device(device, context.local_rank)
+    detector = sync_batchnorm(detector, context, device, sync_bn)
     out_dir = Path(out_dir)
+    run_loggers = build_loggers(loggers, out_dir) if context.is_main else None
     if context.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         if config is not None:
@@ -288,9 +272,9 @@ def fit(detector: nn.Module, train_data: Dataset, val_data: Dataset | None = Non
         metrics = None
         if context.is_main and val_data is not None and ((epoch + 1) % eval_every == 0
                                                           or epoch + 1 == total_epochs):
-            metrics = evaluate_fn(averaged.module if averaged is not None else base, val_data,
-                                  backend=eval_backend, device=device,
-                                  batch_size=max(1, batch_size // context.world_size))
+            metrics = (evaluate_fn or _default_evaluate)(
+                averaged.module if averaged is not None else base, val_data,
+                backend=eval_backend, device=device, batch_size=max(1, batch_size // context.world_size))
             _record_evaluation(row, metrics, warmup_epochs)
         improved = progress.record(row)
         if context.is_main:
@@ -298,8 +282,10 @@ def fit(detector: nn.Module, train_data: Dataset, val_data: Dataset | None = Non
                                      averaged=averaged, optimizer=opt, schedule=schedule,
                                      scaler=scaler, adaptation=adaptation, config=config)
             _save_epoch(out_dir, state, progress.history, metrics if improved else None,
-                        f"{epoch + 1}/{total_epochs}" if show_progress else None)
+                        run_loggers, f"{epoch + 1}/{total_epochs}" if show_progress else None)
         barrier()
+    if run_loggers is not None:
+        run_loggers.close()
     return {"out_dir": out_dir, "epochs": total_epochs, "best_metric": progress.best_metric,
             "best_epoch": progress.best_epoch, "history": progress.history,
             "warnings": [row["warning"] for row in progress.history if row.get("warning")]}

@@ -8,8 +8,11 @@ the box (detached, clamped at 0); every other cell-anchor is a negative.
 
 Gains are YOLOv5's hyp.scratch defaults scaled as its train.py does: box 0.05 * 3/levels,
 cls 0.5 * nc/80 * 3/levels, obj 1.0 * (image_size/640)^2 * 3/levels; per-level objectness
-balance [4.0, 1.0, 0.4]. Like YOLOv5 each loss is multiplied by the batch size. Unlike YOLOv5
-the class loss is kept for a single class (fresh class rows start silent, see head.py).
+balance [4.0, 1.0, 0.4]. Like YOLOv5 each loss is multiplied by the batch size: the global batch
+under torchrun (the per-process batch times the processes), because DDP averages the processes'
+gradients, so each process's loss must carry the global factor for the step to equal one process's
+step on the whole batch. Unlike YOLOv5 the class loss is kept for a single class (fresh class rows
+start silent, see head.py).
 """
 
 from __future__ import annotations
@@ -25,6 +28,11 @@ ANCHOR_THRESHOLD = 4.0
 LEVEL_BALANCE = {3: [4.0, 1.0, 0.4]}
 # Cell offsets (in cells) of the centre cell and its four neighbours, scaled by 0.5.
 NEIGHBOUR_OFFSETS = torch.tensor([[0, 0], [1, 0], [0, 1], [-1, 0], [0, -1]], dtype=torch.float32) * 0.5
+
+
+def _world_size() -> int:
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    return torch.distributed.get_world_size() if distributed else 1
 
 
 class AnchorLoss:
@@ -70,7 +78,7 @@ class AnchorLoss:
                 onehot[torch.arange(len(cls), device=device), cls] = 1.0
                 cls_loss = cls_loss + self.bce(picked[:, 5:], onehot)
             obj_loss = obj_loss + self.bce(prediction[..., 4], objectness) * self.balance[level]
-        batch = raw[0].shape[0]
+        batch = raw[0].shape[0] * _world_size()  # the global batch: see the module docstring
         return {"box": box_loss * self.box_gain * batch,
                 "obj": obj_loss * self.obj_gain * batch,
                 "cls": cls_loss * self.cls_gain * batch}
