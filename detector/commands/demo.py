@@ -107,7 +107,7 @@ def train(card: Path, out: Path, epochs: int, seed: int) -> Path:
     from detector.recipe import train_from_config
 
     run_dir = out / "run"
-    from detector.commands.train import RUN_FILES
+    from detector.run_folder import RUN_FILES
     from detector.outputs import claim_outputs, remove_outputs
 
     remove_outputs(run_dir, RUN_FILES)  # the demo's own previous run; nothing it did not write

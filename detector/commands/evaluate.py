@@ -122,7 +122,7 @@ def _evaluate(args):
 
         guard_outputs(args, [Path(args.data)])
         return evaluate_files(args.data, args.predictions, backend=args.backend)
-    from detector.commands.data import input_paths
+    from detector.data.inputs import input_paths
     from detector.data.readers import read_dataset
     from detector.evaluation.coco import evaluate, evaluate_predictions
     from detector.evaluation.results import gc_paused
