@@ -13,6 +13,7 @@ a crash at any moment leaves either the old file or the new one at `path`, never
 from __future__ import annotations
 
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -61,14 +62,20 @@ def read_weights_only(path: str | Path) -> object:
     if not path.is_file():
         raise NotARunCheckpoint(f"{path}: no such checkpoint file")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns on stderr about a pickle protocol it may not support, before it
+            # refuses the file; the refusal below is the one line the user needs
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         # weights_only refuses every global outside tensors and plain data: foreign classes,
-        # or a hostile __reduce__. Nothing was executed.
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        # or a hostile __reduce__. Nothing was executed. torch's own text advises loading with
+        # weights_only=False, which is exactly what must not be done with a file like this.
+        lines = [line.strip() for line in str(e).splitlines() if "Unsupported" in line]
+        detail = f" ({lines[0]})" if lines else ""
         raise NotARunCheckpoint(
             f"{path}: refused to load: it holds Python objects other than tensors and plain "
-            f"data ({first_line})"
+            f"data{detail}"
         ) from e
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError) as e:
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

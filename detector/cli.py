@@ -27,10 +27,18 @@ COMMANDS = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser, but a usage error is one line (`error: detector train: ...`), as
+    every other error is, with where to find the usage instead of the usage itself."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser of every sub-command, or of `command` alone (its module alone is imported:
     `detector eval` on two json files must not pay for torch, which other commands import)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="detector",
         description="Transfer learning for object detection: fine-tune, convert to infrared, benchmark.",
     )
@@ -53,7 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(command if command in COMMANDS else None)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # a usage error (one line, printed) or --help: the exit code
+        return e.code if isinstance(e.code, int) else 2
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -44,6 +44,11 @@ def _number(value: float) -> str:
 BOUNDS = {
     "model.in_channels": Bound(1),
     "model.image_size": Bound(32),
+    # family options read as sizes (rcnn min_size/max_size, ultralytics image_size): a size
+    # of 0 or less is only noticed by torch's resize, mid-step
+    "model.options.min_size": Bound(1),
+    "model.options.max_size": Bound(1),
+    "model.options.image_size": Bound(32),
     "train.epochs": Bound(1),
     "train.batch_size": Bound(1),
     "train.lr": Bound(0, open_low=True),

@@ -73,7 +73,10 @@ def build_model(config: Config, class_names: list[str], modalities: list[str], i
     from detector.models.surgery import adapt_stem
 
     model = config.model
-    in_channels = model.in_channels or in_channels
+    if model.in_channels is not None and model.in_channels != in_channels:
+        raise ConfigError(f"model.in_channels: {model.in_channels}, but the data "
+                          f"({'+'.join(modalities)}) gives {in_channels} channel(s); leave it "
+                          "out to take it from data.modalities")
     # The frozen config holds a read-only mapping; builders get a plain dict.
     class_map = dict(model.class_map) if hasattr(model.class_map, "items") else model.class_map
     if class_map and model.arch is not None and model.weights is None:
@@ -85,10 +88,14 @@ def build_model(config: Config, class_names: list[str], modalities: list[str], i
     else:
         pretrained = model.weights is not None or model.backbone_weights is not None
         # Pretrained stems see 3 channels; they are adapted below with the chosen init.
-        detector = build_detector(model.arch, class_names, weights=model.weights,
-                                  backbone_weights=model.backbone_weights,
-                                  in_channels=3 if pretrained else in_channels,
-                                  class_map=class_map, **dict(model.options))
+        try:
+            detector = build_detector(model.arch, class_names, weights=model.weights,
+                                      backbone_weights=model.backbone_weights,
+                                      in_channels=3 if pretrained else in_channels,
+                                      class_map=class_map, **dict(model.options))
+        except (TypeError, ValueError) as e:  # a family option of the wrong kind ('big' for a size)
+            raise ConfigError(f"model.options: {model.arch} cannot be built with "
+                              f"{dict(model.options)}: {e}") from e
     if detector.in_channels != in_channels:
         adapt_stem(detector, in_channels, model.stem_init)
     detector.modalities = list(modalities)

@@ -80,8 +80,13 @@ class BenchRun:
 
 @dataclass(frozen=True)
 class BenchPlan:
+    """The runs, the bench folder, the config files read (which no output may replace) and
+    what chose the folder, as errors name it ('--out' or '<bench file>: out_dir')."""
+
     runs: tuple[BenchRun, ...]
     out_dir: Path
+    files: tuple[Path, ...] = ()
+    out_flag: str = "--out"
 
 
 def _digest(data) -> str:
@@ -323,8 +328,19 @@ def plan_bench(paths: list[str | Path], overrides: list[str] = (), out_dir: str 
     if duplicated:
         raise ConfigError(f"{paths[0]}: run names must be unique; repeated: {', '.join(duplicated)}")
     out = Path(out_dir or file_out or Path("runs/bench") / paths[0].stem)
+    flag = "--out" if out_dir or not file_out else f"{paths[0]}: out_dir"
     runs = [_with_out_dir(run, out / run.name) for run in runs]
-    return BenchPlan(tuple(runs), out)
+    files = [*paths, *[Path(p) for p in _base_files(paths[0], headers[paths[0]])]]
+    return BenchPlan(tuple(runs), out, tuple(files), flag)
+
+
+def _base_files(path: Path, data: dict) -> list[Path]:
+    """The base train config a bench file names (read as `_load_base` finds it)."""
+    base = data.get("base")
+    if not isinstance(base, str):
+        return []
+    beside = path.parent / Path(base).expanduser()
+    return [beside if not Path(base).is_absolute() and beside.is_file() else Path(base)]
 
 
 def _with_out_dir(run: BenchRun, folder: Path) -> BenchRun:

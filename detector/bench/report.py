@@ -18,6 +18,8 @@ COLUMNS = [  # (header, results.json key, scale)
     ("train img/s", "train_images_per_s", 1.0), ("eval img/s", "eval_images_per_s", 1.0),
     ("params (M)", "params", 1e-6),
 ]
+# what write_report writes into the bench folder (claimed by detector.bench.run.run_bench)
+REPORT_FILES = ("results.csv", "results.md", "ap_vs_epoch.png", "per_class_ap.png")
 STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 
 

@@ -4,6 +4,11 @@
 reused; one with the same training config and a last.pt is resumed; any other is trained with
 the engine's `fit` and its best checkpoint scored on the bench's test split
 (`train_and_test`). Returns one results dict per run, as written to <run>/results.json.
+
+Every file the bench writes goes through the write guard (detector/outputs.py), checked for
+every run before the first one trains: nothing inside the data sets, the bench file or its
+base config, nothing over a file the toolkit did not write unless `overwrite`. A run's own
+files (listed in its folder's .detector-outputs) are reused or replaced as before.
 """
 
 from __future__ import annotations
@@ -15,9 +20,14 @@ from pathlib import Path
 import yaml
 
 from detector.bench.plan import BenchPlan, BenchRun, config_hash
+from detector.bench.report import REPORT_FILES
 from detector.config import Config
 from detector.errors import ConfigError
-from detector.outputs import write_atomically
+from detector.outputs import check_outputs, claim_outputs, write_atomically
+from detector.run_folder import RUN_FILES
+
+# what train_and_test writes into a run folder beside `fit`'s files
+RESULT_FILES = ("results.json", "test_predictions.json", "test/pr_curves.png", "test/class_ap.png")
 
 
 def read_results(run_dir: Path, results_hash: str) -> dict | None:
@@ -68,14 +78,57 @@ def describe_init(config: Config) -> str:
     return "scratch"
 
 
-def train_and_test(run: BenchRun, run_dir: Path, show_progress: bool = True) -> dict:
+def _split_inputs(source, modalities) -> tuple[list[Path], list[Path]]:
+    from detector.data.inputs import input_paths
+    from detector.recipe import read_split
+
+    return input_paths(read_split(source, modalities), source.source)
+
+
+def bench_inputs(plan: BenchPlan) -> tuple[list[Path], list[Path]]:
+    """(files, folders) the bench reads: its config files, weights files and every data split
+    of every run (each distinct split read once)."""
+    files, folders, seen = list(plan.files), set(), set()
+    for run in plan.runs:
+        config = run.config
+        splits = [(s, s.modalities or config.data.modalities) for s in (config.data.train,
+                                                                          config.data.val) if s]
+        splits.append((run.test, run.test.modalities or config.data.modalities))
+        for source, modalities in splits:
+            if (source, modalities) not in seen:
+                seen.add((source, modalities))
+                split_files, split_folders = _split_inputs(source, modalities)
+                files += split_files
+                folders.update(split_folders)
+        if config.model.weights and Path(config.model.weights).is_file():
+            files.append(Path(config.model.weights))
+    return files, sorted(folders)
+
+
+def check_bench_outputs(plan: BenchPlan, inputs, overwrite: bool = False) -> None:
+    """The write guard over the bench folder's report and every run folder still to train,
+    before anything is written. Raises OutputError naming the flag or key and the file."""
+    files, folders = inputs
+    guard = dict(flag=plan.out_flag, reads=files, read_folders=folders, overwrite=overwrite)
+    check_outputs(plan.out_dir, REPORT_FILES, **guard)
+    for run in plan.runs:
+        run_dir = plan.out_dir / run.name
+        if read_results(run_dir, run.results_hash) is None:
+            check_outputs(run_dir, (*RUN_FILES, *RESULT_FILES), **guard)
+
+
+def train_and_test(run: BenchRun, run_dir: Path, show_progress: bool = True,
+                   overwrite: bool = False, flag: str = "--out", inputs=((), ())) -> dict:
     """Train `run` into `run_dir` (resuming an interrupted run of the same config), score its
-    best checkpoint on the test split, write run_dir/results.json and return its contents."""
+    best checkpoint on the test split, write run_dir/results.json and return its contents.
+    The run folder is claimed (detector/run_folder.start_run) only once the run can start;
+    `inputs` (files, folders) are what its outputs must stay out of beyond its own data."""
     from detector.checkpoint import load_checkpoint
     from detector.evaluation.coco import evaluate
     from detector.evaluation.report import plot_metrics
     from detector.models.loading import detector_from_checkpoint
     from detector.recipe import prepare_run, read_split
+    from detector.run_folder import discard_unstarted_run, start_run
     from detector.train import engine
 
     config = run.config
@@ -86,8 +139,16 @@ def train_and_test(run: BenchRun, run_dir: Path, show_progress: bool = True) -> 
     if list(test_records.class_names) != prepared.class_names:
         raise ConfigError(f"data.test: {run.test.source} has classes {test_records.class_names}, "
                           f"the training data {prepared.class_names}")
+    start_run(prepared.detector, prepared.train_data, prepared.val_data, config, run_dir,
+              resume=resume, overwrite=overwrite, flag=flag, extra_files=RESULT_FILES,
+              reads=inputs[0], read_folders=inputs[1])
     (run_dir / "results.json").unlink(missing_ok=True)
-    outcome = prepared.fit(show_progress=show_progress)
+    try:
+        outcome = prepared.fit(show_progress=show_progress)
+    except BaseException:
+        if not resume:
+            discard_unstarted_run(run_dir, RESULT_FILES)
+        raise
     train_data = prepared.train_data
     checkpoint = run_dir / ("best.pt" if outcome["best_epoch"] is not None else "last.pt")
     state = load_checkpoint(checkpoint)
@@ -118,13 +179,33 @@ def train_and_test(run: BenchRun, run_dir: Path, show_progress: bool = True) -> 
     return results
 
 
-def run_bench(plan: BenchPlan, show_progress: bool = True, log=None) -> list[dict]:
+def run_bench(plan: BenchPlan, show_progress: bool = True, log=None,
+              overwrite: bool = False) -> list[dict]:
     """Train and test every run of `plan` not finished before, in order; `log` gets one line
     per run (default: printed above the progress bars). Returns each run's results (as in its
-    results.json), in plan order."""
+    results.json), in plan order, with the report's files claimed in plan.out_dir
+    (report.write_report writes them). `overwrite` lets the bench replace files in its
+    folders that the toolkit did not write; never its inputs."""
     from tqdm import tqdm
 
     log = log or tqdm.write
+    inputs = bench_inputs(plan)
+    check_bench_outputs(plan, inputs, overwrite)
+    existed = plan.out_dir.exists()
+    try:
+        results = _run_all(plan, show_progress, log, overwrite, inputs)
+    except BaseException:
+        if not existed and plan.out_dir.is_dir() and not any(plan.out_dir.iterdir()):
+            plan.out_dir.rmdir()  # the first run could not start: leave no empty bench folder
+        raise
+    claim_outputs(plan.out_dir, REPORT_FILES, flag=plan.out_flag, reads=inputs[0],
+                  read_folders=inputs[1], overwrite=overwrite)
+    return results
+
+
+def _run_all(plan: BenchPlan, show_progress: bool, log, overwrite: bool, inputs) -> list[dict]:
+    from tqdm import tqdm
+
     results = []
     total = len(plan.runs)
     bar = tqdm(plan.runs, desc="bench", unit="run", disable=not show_progress, dynamic_ncols=True)
@@ -138,8 +219,8 @@ def run_bench(plan: BenchPlan, show_progress: bool = True, log=None) -> list[dic
             continue
         log(f"[{index}/{total}] {run.name}: training {run.config.model.arch or run.config.model.weights}"
             f" ({describe_init(run.config)}, {describe_strategy(run.config)}) into {run_dir}")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        finished = train_and_test(run, run_dir, show_progress=show_progress)
+        finished = train_and_test(run, run_dir, show_progress=show_progress, overwrite=overwrite,
+                                  flag=plan.out_flag, inputs=inputs)
         log(f"[{index}/{total}] {run.name}: mAP50-95 {_shown(finished['AP'])}, "
             f"mAP50 {_shown(finished['AP50'])}, {finished['train_s']:.1f} s training")
         results.append(finished)

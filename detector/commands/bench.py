@@ -35,6 +35,8 @@ def add_parser(subparsers) -> None:
                         "overrides applied to every run (put them before --out and --test)")
     p.add_argument("--out", metavar="DIR", help="bench folder (default: the bench file's "
                    "out_dir, else runs/bench/<first config's name>)")
+    p.add_argument("--overwrite", action="store_true", help="replace files in the bench "
+                   "folders that detector did not write (never the bench's own inputs)")
     p.add_argument("--test", metavar="SOURCE", help="score every run on this dataset instead")
     p.add_argument("--test-split", metavar="SPLIT", help="split of --test (e.g. test)")
     p.set_defaults(func=run)
@@ -63,7 +65,7 @@ def run(args) -> int:
     test = SourceConfig(source=args.test, split=args.test_split) if args.test else None
     plan = plan_bench(paths, overrides, out_dir=args.out, test=test)
     print(f"bench: {len(plan.runs)} runs into {plan.out_dir}")
-    results = run_bench(plan)
+    results = run_bench(plan, overwrite=args.overwrite)
     written = write_report(results, plan.out_dir)
     print(format_table(*run_rows(results)))
     print()

@@ -88,27 +88,8 @@ def _read(args, split):
                         labels=args.labels)
 
 
-def input_paths(records, source: str) -> tuple[list[Path], list[Path]]:
-    """(files, folders) a command read `records` from: what its outputs must stay out of."""
-    from detector.data.cards import find_card, load_card
-
-    files = [path for r in records.images for path in r.paths.values()]
-    files += [r.label_file for r in records.images if r.label_file is not None]
-    folders = {Path(p).parent for p in files}
-    path = Path(source).expanduser()
-    card_path = find_card(str(source))
-    if card_path is not None:  # a card may live anywhere; its root is the data set's folder
-        files.append(card_path)
-        folders.add(Path(load_card(card_path).root_path()))
-    elif path.is_dir():
-        folders.add(path)
-    elif path.is_file():  # a COCO json or a YOLO data.yaml: its folder is the data set's
-        files.append(path)
-        folders.add(path.parent)
-    return files, sorted(folders)
-
-
 def run_check(args) -> int:
+    from detector.data.inputs import input_paths
     from detector.outputs import claim_file
     from detector.data.check import check_dataset, format_summary
     from detector.data.records import WARNING
@@ -144,6 +125,7 @@ def _splits_to_convert(args) -> list[str | None]:
 
 
 def run_convert(args) -> int:
+    from detector.data.inputs import input_paths
     from detector.data.writers import write_coco, write_yolo
 
     out = Path(args.out)

@@ -39,6 +39,11 @@ def add_parser(subparsers) -> None:
 
 def generate(out: Path, seed: int) -> Path:
     """Step 1: the synthetic dataset in out/data; returns its card."""
+    from detector.data.synthetic import synthetic_files
+    from detector.outputs import claim_outputs
+
+    # the demo's own previous data is replaced; a file of the user's is not
+    claim_outputs(out / "data", synthetic_files(), flag="--out")
     print(f"[1/4] generating the synthetic RGB + LWIR dataset in {out / 'data'}")
     return make_synthetic_dataset(out / "data", seed=seed, progress=True)
 
@@ -107,7 +112,7 @@ def train(card: Path, out: Path, epochs: int, seed: int) -> Path:
     from detector.recipe import train_from_config
 
     run_dir = out / "run"
-    from detector.commands.train import RUN_FILES
+    from detector.run_folder import RUN_FILES
     from detector.outputs import claim_outputs, remove_outputs
 
     remove_outputs(run_dir, RUN_FILES)  # the demo's own previous run; nothing it did not write
@@ -136,6 +141,10 @@ def evaluate_best(card: Path, run_dir: Path) -> None:
 
 
 def run(args) -> int:
+    from detector.errors import ConfigError
+
+    if args.epochs < 0:
+        raise ConfigError(f"--epochs: expected 0 (data only) or more, got {args.epochs}")
     out = Path(args.out)
     card = generate(out, args.seed)
     errors = check(card)

@@ -93,9 +93,10 @@ def _adapt_to_data(detector, records, init: str | None) -> None:
           f"--to {'ir' if channels == 1 else 'rgbt'} --init {init}` does")
 
 
-def guard_outputs(args, reads: list[Path]) -> None:
+def guard_outputs(args, reads: list[Path], read_folders=()) -> None:
     """--json / --results / --plots through the write guard (detector/outputs.py), before the
-    model runs: never over the data, the model or the predictions read."""
+    model runs: never over the data, the model or the predictions read, and no --plots folder
+    inside the data set's folders (its PNGs would become images of the data set)."""
     from detector.outputs import claim_outputs
 
     reads = reads + [Path(p) for p in (args.model, args.predictions) if p and Path(p).is_file()]
@@ -106,7 +107,7 @@ def guard_outputs(args, reads: list[Path]) -> None:
                           overwrite=args.overwrite)
     if args.plots:
         claim_outputs(args.plots, ["pr_curves.png", "class_ap.png"], flag="--plots", reads=reads,
-                      overwrite=args.overwrite)
+                      read_folders=read_folders, overwrite=args.overwrite)
 
 
 def _two_files(args) -> bool:
@@ -122,7 +123,7 @@ def _evaluate(args):
 
         guard_outputs(args, [Path(args.data)])
         return evaluate_files(args.data, args.predictions, backend=args.backend)
-    from detector.commands.data import input_paths
+    from detector.data.inputs import input_paths
     from detector.data.readers import read_dataset
     from detector.evaluation.coco import evaluate, evaluate_predictions
     from detector.evaluation.results import gc_paused
@@ -135,7 +136,7 @@ def _evaluate(args):
         records = read_dataset(args.data, split=args.split, format=args.format,
                                modalities=parse_modalities(args.modalities), images=args.images,
                                labels=args.labels)
-    guard_outputs(args, input_paths(records, args.data)[0])
+    guard_outputs(args, *input_paths(records, args.data))
     if records.errors:
         print(f"note: {len(records.errors)} problem(s) in {args.data}; boxes and images that "
               f"could not be used are left out (see `detector data check {args.data}`)")

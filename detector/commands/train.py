@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from detector.config import Config, load_config
+from detector.config import load_config
 from detector.errors import ConfigError
 
 
@@ -43,51 +43,6 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-# what `fit` writes into a run folder: claimed before the first step (detector/outputs.py)
-RUN_FILES = ("config.yaml", "last.pt", "best.pt", "metrics.csv", "training_curves.png",
-             "pr_curves.png", "class_ap.png")
-
-
-def start_run(detector, train_data, val_data, config: Config, out_dir: Path, *,
-              resume: bool = False, overwrite: bool = False, config_file=None) -> None:
-    """Everything that can fail before the first step, then the run folder: the device, the
-    data (every image decoded, sizes, boxes, classes) and the stages, all checked before
-    `out_dir` is claimed (detector/outputs.py), so a run that cannot start leaves nothing."""
-    from detector.data.preflight import check_training
-    from detector.recipe import fit_arguments
-    from detector.outputs import claim_outputs
-    from detector.runtime import resolve_device
-
-    train = config.train
-    resolve_device(train.device, "train.device")
-    stages = fit_arguments(config)["stages"]
-    check_training(train_data, val_data, detector, epochs=train.epochs, stages=stages,
-                   preset=train.preset, lr_mult=dict(train.lr_mult), layer_decay=train.layer_decay)
-    if resume:
-        return
-    from detector.commands.data import input_paths
-
-    reads, folders = [], set()
-    for data, source in ((train_data, config.data.train), (val_data, config.data.val)):
-        if data is not None and source is not None:
-            files, dirs = input_paths(data.records, source.source)
-            reads += files
-            folders.update(dirs)
-    reads += [Path(p) for p in (config.model.weights, config_file) if p and Path(p).is_file()]
-    claim_outputs(out_dir, RUN_FILES, flag="train.out_dir", reads=reads,
-                  read_folders=sorted(folders), overwrite=overwrite,
-                  hint=" (or choose another train.out_dir)")
-
-
-def discard_unstarted_run(out_dir: Path) -> None:
-    """A fresh run that failed before its first checkpoint: remove what it wrote (config.yaml,
-    the folder it created), never anything else."""
-    from detector.outputs import remove_outputs
-
-    if not (Path(out_dir) / "last.pt").exists():
-        remove_outputs(out_dir, RUN_FILES)
-
-
 def launch_torchrun(args) -> int:
     """`--nproc N`: this command again under torchrun, N processes on this machine (a free
     port found by torchrun's standalone rendezvous); returns torchrun's exit status."""
@@ -110,6 +65,7 @@ def launch_torchrun(args) -> int:
 
 def run(args) -> int:
     from detector.recipe import prepare_run
+    from detector.run_folder import discard_unstarted_run, start_run
     from detector.tables import format_table
     from detector.train.dist import cleanup, is_main
 

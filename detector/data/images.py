@@ -25,6 +25,7 @@ it, because that is the image its boxes were drawn on. `image_size` gives the si
 from __future__ import annotations
 
 import io
+import sys
 from pathlib import Path
 
 import cv2
@@ -63,11 +64,23 @@ def exif_orientation(image: Image.Image) -> int:
     return value if value in range(1, 9) else 1
 
 
+def open_image(source) -> Image.Image:
+    """PIL's own `Image.open` (a path or a binary file object). Importing ultralytics replaces
+    `PIL.Image.open` with a wrapper that, on a file PIL cannot identify, tries to pip-install
+    pi-heif and raises ModuleNotFoundError where it cannot: a corrupt image must be
+    UnidentifiedImageError, and reading data must never install anything."""
+    opener = Image.open
+    patches = sys.modules.get("ultralytics.utils.patches")
+    if patches is not None and opener is getattr(patches, "image_open", None):
+        opener = patches._image_open  # the PIL function the wrapper keeps
+    return opener(source)
+
+
 def image_size(path) -> tuple[int, int]:
     """(width, height) as displayed (EXIF orientation applied), from the header alone.
 
     Raises OSError (unreadable file) or PIL.UnidentifiedImageError (not an image)."""
-    with Image.open(path) as image:
+    with open_image(path) as image:
         width, height = image.size
         return (height, width) if exif_orientation(image) >= 5 else (width, height)
 
@@ -86,7 +99,7 @@ def _orient(image: np.ndarray, orientation: int) -> np.ndarray:
 
 def _orientation_of(raw: bytes) -> int:
     try:
-        with Image.open(io.BytesIO(raw)) as image:
+        with open_image(io.BytesIO(raw)) as image:
             return exif_orientation(image)
     except (OSError, UnidentifiedImageError, ValueError):
         return 1  # OpenCV reads formats PIL does not; they carry no orientation PIL could read
