@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from detector.errors import DetectorError
@@ -27,10 +28,40 @@ COMMANDS = {
 }
 
 
+def _columns() -> int:
+    """The terminal's width, as shutil.get_terminal_size finds it."""
+    try:
+        return int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        pass
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns
+    except (AttributeError, ValueError, OSError):
+        return 80
+
+
+class _Formatter(argparse.HelpFormatter):
+    """argparse's help formatter, given its width: left to find it, it imports shutil (and
+    through it lzma, bz2 and zlib) at the first add_argument, a twentieth of `detector eval`
+    on two json files."""
+
+    def __init__(self, prog, indent_increment=2, max_help_position=24, width=None):
+        super().__init__(prog, indent_increment, max_help_position,
+                         width if width is not None else _columns() - 2)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose help (and each sub-command's) uses `_Formatter`."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser of every sub-command, or of `command` alone (its module alone is imported:
     `detector eval` on two json files must not pay for torch, which other commands import)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="detector",
         description="Transfer learning for object detection: fine-tune, convert to infrared, benchmark.",
     )
