@@ -174,18 +174,32 @@ def random_case(seed: int, images: int = 25, classes: int = 3):
     return make_records(entries, class_names=names, category_ids=[4, 0, 9][:classes]), detections
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_backends_give_the_same_stats(seed):
-    records, detections = random_case(seed)
-    faster = evaluate_predictions(records, detections, backend="faster")
+@pytest.mark.parametrize("backend", ["faster", "hotcoco"])
+@pytest.mark.parametrize("seed, classes", [(0, 3), (1, 3), (2, 3), (3, 1)])
+def test_backends_give_the_same_stats(seed, classes, backend):
+    """Through records, as `fit` and `bench` evaluate: ignore regions, images without ground
+    truth, one class or three; the stats, precision array and per-class AP of pycocotools."""
+    records, detections = random_case(seed, classes=classes)
+    ours = evaluate_predictions(records, detections, backend=backend)
     reference = evaluate_predictions(records, detections, backend="pycocotools")
     for name in STAT_NAMES:
-        assert abs(faster.stats[name] - reference.stats[name]) <= 1e-6, name
+        assert abs(ours.stats[name] - reference.stats[name]) <= 1e-12, name
     assert 0.05 < reference.stats["AP"] < 0.95  # a case with hits and misses, not a trivial one
-    np.testing.assert_allclose(faster.precision, reference.precision, atol=1e-6)
+    np.testing.assert_allclose(ours.precision, reference.precision, atol=1e-12)
     for name in records.class_names:
-        assert faster.per_class[name]["AP"] == pytest.approx(reference.per_class[name]["AP"],
-                                                             abs=1e-6)
+        assert ours.per_class[name]["AP"] == pytest.approx(reference.per_class[name]["AP"],
+                                                           abs=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["faster", "hotcoco"])
+def test_no_predictions_gives_pycocotools_stats(backend):
+    """An epoch whose model finds nothing: every stat as pycocotools has it (0, or -1 where
+    there is no ground truth in an area range)."""
+    records, _ = random_case(0)
+    nothing = [prediction([], [], []) for _ in records.images]
+    ours = evaluate_predictions(records, nothing, backend=backend)
+    reference = evaluate_predictions(records, nothing, backend="pycocotools")
+    assert ours.stats == reference.stats and ours.num_predictions == 0
 
 
 def test_stock_faster_coco_eval_agrees_with_the_direct_path(tmp_path):

@@ -87,10 +87,11 @@ def test_every_backend_equals_pycocotools_on_the_hard_corpus(tmp_path, backend, 
 
 
 def test_two_json_files_are_enough_and_need_no_torch(tmp_path):
+    """Nor numpy: hotcoco gives the per-class AP and AP50 (no PR curves asked for)."""
     gt_path, dt_path = hard_corpus(tmp_path)
     script = ("import sys; from detector.cli import main; code = main(['eval', '--data', 'gt.json', "
               "'--predictions', 'dt.json', '--json', 'm.json']); "
-              "heavy = [m for m in ('torch', 'cv2', 'ultralytics') if m in sys.modules]; "
+              "heavy = [m for m in ('torch', 'cv2', 'ultralytics', 'numpy') if m in sys.modules]; "
               "print('HEAVY', heavy); sys.exit(code)")
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,
                           text=True, env={"PYTHONPATH": str(Path(__file__).parents[1]),

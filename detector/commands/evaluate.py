@@ -122,7 +122,8 @@ def _evaluate(args):
         from detector.evaluation.files import evaluate_files
 
         guard_outputs(args, [Path(args.data)])
-        return evaluate_files(args.data, args.predictions, backend=args.backend)
+        return evaluate_files(args.data, args.predictions, backend=args.backend,
+                              precision=bool(args.plots))
     from detector.data.inputs import input_paths
     from detector.data.readers import read_dataset
     from detector.evaluation.coco import evaluate, evaluate_predictions

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl",
               "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
@@ -22,21 +21,36 @@ def _finite_or_none(value: float) -> float | None:
     return None if value is None or math.isnan(value) else float(value)
 
 
-@dataclass
 class Metrics:
-    """One evaluation: the 12 COCO stats, per-class AP, speed and the PR data."""
+    """One evaluation: the 12 COCO stats, per-class AP, speed and the PR data.
 
-    stats: dict[str, float]
-    per_class: dict[str, dict[str, float]]
-    class_names: list[str]
-    precision: np.ndarray | None = None  # [T, R, K, A, M], classes in label order
-    recall_thresholds: np.ndarray | None = None  # [R], 0..1
-    iou_thresholds: np.ndarray | None = None  # [T], 0.5..0.95
-    instances: dict[str, int] = field(default_factory=dict)  # ground-truth boxes per class
-    images_per_s: float | None = None
-    num_images: int = 0
-    num_predictions: int = 0
-    backend: str = ""
+    - stats, per_class, class_names: as in the module docstring
+    - precision [T, R, K, A, M] (classes in label order), recall_thresholds [R] (0..1),
+      iou_thresholds [T] (0.5..0.95): numpy arrays, or None when the backend was not asked for
+      them (two json files without plots)
+    - instances: ground-truth boxes per class; images_per_s: of the prediction loop, or None
+    - num_images, num_predictions: evaluated images and results; backend: its name
+
+    A plain class rather than a dataclass: `dataclasses` imports `inspect`, a tenth of the
+    whole `detector eval` on two small json files.
+    """
+
+    def __init__(self, stats: dict[str, float], per_class: dict[str, dict[str, float]],
+                 class_names: list[str], precision=None, recall_thresholds=None,
+                 iou_thresholds=None, instances: dict[str, int] | None = None,
+                 images_per_s: float | None = None, num_images: int = 0,
+                 num_predictions: int = 0, backend: str = ""):
+        self.stats = stats
+        self.per_class = per_class
+        self.class_names = class_names
+        self.precision = precision
+        self.recall_thresholds = recall_thresholds
+        self.iou_thresholds = iou_thresholds
+        self.instances = dict(instances or {})
+        self.images_per_s = images_per_s
+        self.num_images = num_images
+        self.num_predictions = num_predictions
+        self.backend = backend
 
     def pr_curve(self, label: int, iou: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
         """(recall [R], precision [R]) of class `label` at IoU threshold `iou`, area "all",
@@ -83,30 +97,41 @@ class Metrics:
 
 def _per_class(precision, class_names: list[str]) -> dict[str, dict[str, float]]:
     """AP (IoU 0.5:0.95) and AP50 of each class, area "all", 100 detections; NaN where the
-    class has no ground truth (precision -1 throughout), as COCO leaves it out of the mean."""
-    per_class = {}
-    for k, name in enumerate(class_names):
-        values = precision[:, :, k, 0, -1]
-        at_50 = values[0]
-        per_class[name] = {
-            "AP": float(values[values > -1].mean()) if (values > -1).any() else float("nan"),
-            "AP50": float(at_50[at_50 > -1].mean()) if (at_50 > -1).any() else float("nan"),
-        }
-    return per_class
+    class has no ground truth (precision -1 throughout), as COCO leaves it out of the mean.
+    One pass over all classes: each mean is over the defined (> -1) entries only."""
+    import numpy as np
+
+    values = np.asarray(precision[:, :, :, 0, -1], dtype=np.float64)  # [T, R, K]
+    defined = values > -1
+    kept = np.where(defined, values, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):  # 0 / 0 -> NaN: no ground truth
+        ap = kept.sum(axis=(0, 1)) / defined.sum(axis=(0, 1))
+        ap50 = kept[0].sum(axis=0) / defined[0].sum(axis=0)
+    return {name: {"AP": float(ap[k]), "AP50": float(ap50[k])}
+            for k, name in enumerate(class_names)}
 
 
 def to_metrics(evaluation, class_names: list[str], category_ids: list[int],
                instances: dict[str, int], num_predictions: int, backend: str) -> Metrics:
     """`Metrics` of a backend's `Evaluation` (backends.py), with classes in label order:
     class_names[label] has category id category_ids[label] (COCOeval sorts them by id)."""
+    metrics = Metrics(stats=dict(zip(STAT_NAMES, evaluation.stats)), per_class={},
+                      class_names=list(class_names), instances=instances,
+                      num_images=evaluation.image_count, num_predictions=num_predictions,
+                      backend=backend)
+    if evaluation.precision is None:  # the backend gave per-category AP, AP50 (no numpy)
+        metrics.per_class = {name: dict(zip(("AP", "AP50"), evaluation.per_category[int(c)]))
+                             for name, c in zip(class_names, category_ids)}
+        return metrics
     import numpy as np
 
     position = {int(c): k for k, c in enumerate(evaluation.category_ids)}
-    precision = np.asarray(evaluation.precision)[:, :, [position[int(c)] for c in category_ids]]
-    return Metrics(stats=dict(zip(STAT_NAMES, evaluation.stats)),
-                   per_class=_per_class(precision, class_names), class_names=list(class_names),
-                   precision=precision,
-                   recall_thresholds=np.asarray(evaluation.recall_thresholds),
-                   iou_thresholds=np.asarray(evaluation.iou_thresholds),
-                   instances=instances, num_images=evaluation.image_count,
-                   num_predictions=num_predictions, backend=backend)
+    order = [position[int(c)] for c in category_ids]
+    precision = np.asarray(evaluation.precision)
+    if order != list(range(precision.shape[2])):  # a copy of ~1M floats only when reordered
+        precision = precision[:, :, order]
+    metrics.per_class = _per_class(precision, class_names)
+    metrics.precision = precision
+    metrics.recall_thresholds = np.asarray(evaluation.recall_thresholds)
+    metrics.iou_thresholds = np.asarray(evaluation.iou_thresholds)
+    return metrics

@@ -24,13 +24,11 @@ Where it comes from:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 from detector.errors import DatasetError
 
 
-@dataclass
 class GroundTruth:
     """A COCO ground truth and the image / category ids an evaluation counts.
 
@@ -39,12 +37,16 @@ class GroundTruth:
     - path: the json file when `dataset` is that file unchanged (a backend may parse it itself)
     - image_ids, category_ids: sorted ids to evaluate (pycocotools' params.imgIds / catIds), or
       None for all of the dataset's (pycocotools' defaults)
+
+    (A plain class: `dataclasses` would import `inspect` on the two-file path, see metrics.py.)
     """
 
-    dataset: dict | None
-    path: Path | None
-    image_ids: list[int] | None = None
-    category_ids: list[int] | None = None
+    def __init__(self, dataset: dict | None, path: Path | None,
+                 image_ids: list[int] | None = None, category_ids: list[int] | None = None):
+        self.dataset = dataset
+        self.path = path
+        self.image_ids = image_ids
+        self.category_ids = category_ids
 
     def load(self) -> dict:
         """The COCO dataset dict, read from `path` on first use."""
