@@ -4,7 +4,7 @@
 Why they can be equal: the sampler gives the two processes the halves of the batch one process
 sees; a fresh model is drawn from train.seed in every process (recipe.py); DDP averages the
 processes' gradients, and the classic YOLOv5 loss, which is scaled by the batch size, is scaled
-by the global batch under DDP (models/yolov5_loss.py). Its box and class terms are means over the
+by the global batch under DDP (models/yolov5/loss.py). Its box and class terms are means over the
 positives of a batch, so the halves' mean equals the whole batch's mean only when every image has
 as many positives: the generated images all carry the same two boxes (the background
 noise differs). BatchNorm mixes the images of a batch, so only the head (no BatchNorm) trains.

@@ -4,6 +4,7 @@ and (shared data) the official yolov5n.pt on coco128 and hit_uav_mini."""
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -143,8 +144,8 @@ def test_remap_head_keeps_box_rows_and_copies_mapped_class_rows():
         assert new.shape[-1] == 5 + 2
         assert torch.allclose(new[..., :5], old[..., :5])
         assert torch.allclose(new[..., 5], old[..., 7])
-        # the fresh class starts silent: probability 1e-4 everywhere, whatever the input
-        assert torch.allclose(new[..., 6].sigmoid(), torch.full_like(new[..., 6], 1e-4))
+        # the fresh class starts at YOLOv5's prior for 2 classes, 0.6 / 1.01, whatever the input
+        assert torch.allclose(new[..., 6], torch.full_like(new[..., 6], math.log(0.6 / 1.01)))
     losses = detector.train()(_images(), [{"boxes": t["boxes"], "labels": t["labels"] % 2}
                                           for t in _targets()])
     assert torch.isfinite(sum(losses.values()))
@@ -297,7 +298,9 @@ def test_load_model_imports_yolov5_checkpoint(shared_weights):
 @pytest.mark.slow
 def test_zero_shot_hit_uav_mini_with_class_map_auto(shared_data, shared_weights):
     """Thermal (1 channel, `sum` stem) + class_map auto: Person/Car/Bicycle come from COCO's
-    person/car/bicycle rows and score above 0; OtherVehicle has no pretrained row: exactly 0."""
+    person/car/bicycle rows and score above 0; OtherVehicle has no pretrained row: its fresh row
+    starts at YOLOv5's class prior and fires only where COCO objectness does (AP50 0.003 vs
+    Person 0.100, Car 0.168, Bicycle 0.0003 measured): below the mapped person and car."""
     from detector.data.readers import read_dataset
     from detector.evaluation.coco import evaluate
 
@@ -309,7 +312,7 @@ def test_zero_shot_hit_uav_mini_with_class_map_auto(shared_data, shared_weights)
                        progress=False)
     ap50 = {name: values["AP50"] for name, values in metrics.per_class.items()}
     assert ap50["Person"] > 0 and ap50["Car"] > 0 and ap50["Bicycle"] > 0, ap50
-    assert ap50["OtherVehicle"] == 0, ap50
+    assert ap50["OtherVehicle"] < min(ap50["Person"], ap50["Car"]), ap50
 
 
 def test_rejects_images_with_the_wrong_channel_count():
@@ -375,9 +378,8 @@ def test_target_assignment_matches_yolov5_rules():
 
 
 def test_a_single_fresh_class_gets_a_class_gradient():
-    """One class that no pretrained row maps to starts silent (FRESH_CLASS_PRIOR): its class row
-    must still learn, or obj x cls never passes the confidence threshold (issue 10: classic
-    YOLOv5 fine-tuned on one non-COCO class detected nothing)."""
+    """The class loss stays on for one class (YOLOv5 turns it off): a single class mapped from a
+    pretrained row starts at COCO's class probability, and only this gradient moves it."""
     from detector.models.yolov5.loss import AnchorLoss
 
     anchors = torch.tensor([[[1.25, 1.625], [2.0, 3.75], [4.125, 2.875]]])  # one level

@@ -19,8 +19,14 @@ import torch
 from torch import nn
 
 
-# Class probability of a class row the pretrained head did not have (see remap_classes).
-FRESH_CLASS_PRIOR = 1e-4
+def class_prior_bias(num_classes: int) -> float:
+    """YOLOv5's class-logit bias for a head of `num_classes`: log(0.6 / (nc - 0.99)).
+
+    The class probability of this head is conditional (score = obj x cls, and the class loss
+    sees positives only), so its uninformed prior is about 1/nc. Sigmoid of this bias: 0.0075
+    for 80 classes, 0.23 for 3, 0.98 for one (log 60: the class is certain once there is an
+    object)."""
+    return math.log(0.6 / (num_classes - 0.99))
 
 
 class AnchorDetect(nn.Module):
@@ -84,18 +90,32 @@ class AnchorDetect(nn.Module):
         for conv, stride in zip(self.m, self.stride.tolist()):
             bias = conv.bias.view(self.num_anchors, -1)
             bias[:, 4] += math.log(8 / (image_size / stride) ** 2)
-            bias[:, 5:] += math.log(0.6 / (self.num_classes - 0.99))
+            bias[:, 5:] += class_prior_bias(self.num_classes)
 
     @torch.no_grad()
     def remap_classes(self, num_classes: int, mapping: dict[int, int]) -> None:
         """Rebuild the convs for `num_classes`. Box and objectness rows of every anchor are kept;
-        class row `new` gets the pretrained row `mapping[new]`. Other class rows start silent:
-        zero weights and a bias at probability FRESH_CLASS_PRIOR, so an unmapped class makes
-        no detection above YOLOv5's 0.001 confidence before training (score = obj * cls), and
-        its rows still learn (each class gets its own gradient from its own targets)."""
+        class row `new` gets the pretrained row `mapping[new]`.
+
+        A fresh row (a class no pretrained row maps to) starts as a fresh head's would: zero
+        weights and the bias `class_prior_bias(num_classes)`, so P(class | object) begins at the
+        uninformed prior for the new class set, the same on every cell, and the pretrained
+        objectness alone decides where it fires. Why not a silent row (p = 1e-4, so that an
+        unmapped class fires nothing before training)? The class probability here is
+        conditional on an object: 1e-4 says "an object here is almost never this class", false
+        by construction, and for a single class (where YOLOv5 switches the class loss off) it
+        is fatal: obj x 1e-4 never passes the 0.001 threshold and nothing learns it up. With
+        the prior a single fresh class is detected from step 0 (wherever the COCO objectness
+        fires) and only has to learn *where*; among mapped classes a fresh row at ~1/nc is
+        trained down on the mapped classes' positives by the class loss (on for every nc, see
+        loss.py); its early extra boxes cost the mapped classes nothing in per-class AP
+        (only the max_detections cap is shared). Ultralytics' v8 head (class
+        score unconditional, BCE on every anchor, no objectness) rightly starts a fresh class
+        near its base rate instead (see ultralytics/adapter.py); Faster R-CNN's softmax head starts a fresh
+        row at logit ~0 against a trained background row (see rcnn/adapter.py)."""
         old_outputs = self.num_outputs
         new_outputs = num_classes + 5
-        fresh_bias = math.log(FRESH_CLASS_PRIOR / (1 - FRESH_CLASS_PRIOR))
+        fresh_bias = class_prior_bias(num_classes)
         convs = nn.ModuleList()
         for old_conv in self.m:
             new_conv = nn.Conv2d(old_conv.in_channels, self.num_anchors * new_outputs, 1).to(
@@ -113,6 +133,7 @@ class AnchorDetect(nn.Module):
         self.m = convs
         self.num_classes = num_classes
         self.num_outputs = new_outputs
+
 
 def non_max_suppression(decoded: torch.Tensor, conf_threshold: float, iou_threshold: float,
                         max_detections: int, multi_label: bool = True,

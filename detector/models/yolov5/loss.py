@@ -11,8 +11,10 @@ cls 0.5 * nc/80 * 3/levels, obj 1.0 * (image_size/640)^2 * 3/levels; per-level o
 balance [4.0, 1.0, 0.4]. Like YOLOv5 each loss is multiplied by the batch size: the global batch
 under torchrun (the per-process batch times the processes), because DDP averages the processes'
 gradients, so each process's loss must carry the global factor for the step to equal one process's
-step on the whole batch. Unlike YOLOv5 the class loss is kept for a single class (fresh class rows
-start silent, see head.py).
+step on the whole batch. Unlike YOLOv5 the class loss is kept for a single class: a fresh row starts
+at YOLOv5's prior (p = 0.98 for one class, see head.py) but a single class mapped from a pretrained
+row starts at that row's COCO-conditional probability, which only the class loss can move to the
+user's class.
 """
 
 from __future__ import annotations
@@ -70,10 +72,9 @@ class AnchorLoss:
                 iou = bbox_iou(torch.cat((xy, wh), 1), target_box, xywh=True, CIoU=True).squeeze(-1)
                 box_loss = box_loss + (1.0 - iou).mean()
                 objectness[image, anchor, cell_y, cell_x] = iou.detach().clamp(0).to(objectness.dtype)
-                # Always, a single class too: YOLOv5 skips it for nc=1 because its fresh class bias
-                # starts at p=0.98, but a fresh row here starts silent (FRESH_CLASS_PRIOR, so an
-                # unmapped class fires nothing before training) and must learn to speak, or
-                # score = obj x cls never passes the threshold.
+                # Always, a single class too (YOLOv5 skips it for nc=1): a single class mapped
+                # from a pretrained row (e.g. 'car') starts with COCO's idea of which objects are
+                # cars, and score = obj x cls stays there unless the class loss moves it.
                 onehot = torch.zeros_like(picked[:, 5:])
                 onehot[torch.arange(len(cls), device=device), cls] = 1.0
                 cls_loss = cls_loss + self.bce(picked[:, 5:], onehot)
