@@ -242,6 +242,7 @@ def fit(detector: nn.Module, train_data: Dataset, val_data: Dataset | None = Non
     """
     context = init_distributed(device)
     device = resolve_device(device, context.local_rank)
+    evaluate_fn = evaluate_fn or _default_evaluate
     out_dir = Path(out_dir)
     if context.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
