@@ -11,7 +11,8 @@ car, bicycle or truck (links to the shared files, nothing copied), their YOLO la
 to those classes and renamed to HIT-UAV's (person -> Person, car -> Car, bicycle -> Bicycle,
 truck -> OtherVehicle), and a data.yaml. The bench reads it as `lwir` (one grey channel), the
 channel count of the converted model. `zero-shot` scores the bench's base model (yolov5n.pt,
-`sum` stem, COCO rows mapped) on the bench's test split without training, at the same image size.
+`sum` stem, COCO rows mapped) on the bench's test split without training, at the same image size
+(benchmarks/adapt_zero_shot.py, shared with the other adaptation benches).
 """
 
 from __future__ import annotations
@@ -55,21 +56,10 @@ def prepare(out: Path) -> None:
 
 
 def zero_shot(out: Path) -> None:
-    from detector.benchmark import plan_bench
-    from detector.recipe import build_model, read_split
-    from detector.evaluation.coco import evaluate
+    # benchmarks/ is on sys.path when this file runs as a script
+    from adapt_zero_shot import zero_shot as score_zero_shot
 
-    run = plan_bench([BENCH]).runs[0]
-    config = run.config
-    test = read_split(run.test, run.test.modalities or config.data.modalities)
-    detector = build_model(config, list(test.class_names), list(test.modalities), 1)
-    metrics = evaluate(detector.eval(), test, backend=config.train.eval_backend,
-                       batch_size=config.train.batch_size, device="cpu")
-    out.mkdir(parents=True, exist_ok=True)
-    result = {"AP": float(metrics.stats["AP"]), "AP50": float(metrics.stats["AP50"]),
-              "per_class": {k: {m: float(v) for m, v in s.items()} for k, s in metrics.per_class.items()}}
-    (out / "zero_shot.json").write_text(json.dumps(result, indent=2))
-    print(json.dumps(result, indent=2))
+    print(json.dumps(score_zero_shot(BENCH, out), indent=2))
 
 
 def main() -> None:

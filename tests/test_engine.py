@@ -73,6 +73,20 @@ def test_eval_every(tmp_path):
     assert len(calls) == 2  # after epoch 2, and at the end
 
 
+def test_default_evaluator_when_none_given(tmp_path, monkeypatch):
+    """fit without evaluate_fn evaluates with the COCO evaluator (the bench and recipes rely
+    on it; a refactor once left it None and every run with validation crashed at epoch 1)."""
+    calls = []
+
+    def counting(detector, data, **kwargs):
+        calls.append(kwargs["backend"])
+        return box_error_metric(detector, data)
+
+    monkeypatch.setattr(engine, "_default_evaluate", counting)
+    result = run(make_detector(), tmp_path, epochs=2, evaluate_fn=None)
+    assert len(calls) == 2 and result["history"][-1]["AP"] is not None
+
+
 def test_stages_train_only_their_parts(tmp_path):
     detector = make_detector()
     before = {k: v.clone() for k, v in detector.state_dict().items()}

@@ -225,6 +225,7 @@ def fit(detector: nn.Module, train_data: Dataset, val_data: Dataset | None = Non
     context = init_distributed(device)
     device = resolve_device(device, context.local_rank)
     detector = sync_batchnorm(detector, context, device, sync_bn)
+    evaluate_fn = evaluate_fn or _default_evaluate
     out_dir = Path(out_dir)
     run_loggers = build_loggers(loggers, out_dir) if context.is_main else None
     if context.is_main:
@@ -272,7 +273,7 @@ def fit(detector: nn.Module, train_data: Dataset, val_data: Dataset | None = Non
         metrics = None
         if context.is_main and val_data is not None and ((epoch + 1) % eval_every == 0
                                                           or epoch + 1 == total_epochs):
-            metrics = (evaluate_fn or _default_evaluate)(
+            metrics = evaluate_fn(
                 averaged.module if averaged is not None else base, val_data,
                 backend=eval_backend, device=device, batch_size=max(1, batch_size // context.world_size))
             _record_evaluation(row, metrics, warmup_epochs)
