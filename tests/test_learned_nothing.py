@@ -69,3 +69,29 @@ def test_fit_is_quiet_when_something_was_learned(tmp_path, capsys):
     assert result["warnings"] == []
     assert "warning" not in rows[0]  # no column at all when nothing was wrong
     assert "warning:" not in err
+
+
+def test_bench_report_shows_a_run_that_learned_nothing(tmp_path):
+    """results.md gets a Warnings section naming the run, results.csv a warnings column."""
+    from detector.bench.report import write_csv, write_markdown
+
+    def result(name, warnings):
+        return {"name": name, "group": name, "arch": "toy", "init": "scratch",
+                "strategy": "finetune_all", "seed": 0, "epochs": 2, "best_epoch": 2,
+                "AP": 0.0 if warnings else 0.4, "AP50": 0.0 if warnings else 0.7,
+                "per_class": {"a": {"AP": 0.0, "AP50": 0.0}}, "train_s": 1.0,
+                "train_images_per_s": 8.0, "eval_images_per_s": 20.0, "params": 10,
+                "test": "toy:val", "warnings": warnings}
+
+    warning = learned_nothing(Evaluation(0.0, 0, images=6), 2, 1.0, split="test",
+                              where="silent: test")
+    results = [result("silent", [warning]), result("fine", [])]
+    write_markdown(results, tmp_path / "results.md", [])
+    markdown = (tmp_path / "results.md").read_text()
+    assert "## Warnings" in markdown
+    assert f"- **silent**: {warning}" in markdown and "**fine**" not in markdown
+    assert "no detection on the 6 test images" in warning
+    write_csv(results, tmp_path / "results.csv")
+    with open(tmp_path / "results.csv", newline="") as handle:
+        rows = {row["run"]: row["warnings"] for row in csv.DictReader(handle)}
+    assert rows == {"silent": warning, "fine": ""}

@@ -72,7 +72,7 @@ def write_csv(results: list[dict], path: Path) -> None:
     classes = _class_names(results)
     headers = ["run", "group", "arch", "init", "strategy", "seed", "epochs", "best_epoch", *STATS,
                *[f"{m}/{c}" for c in classes for m in ("AP", "AP50")],
-               "train_s", "train_images_per_s", "eval_images_per_s", "params", "test"]
+               "train_s", "train_images_per_s", "eval_images_per_s", "params", "test", "warnings"]
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(headers)
@@ -82,7 +82,7 @@ def write_csv(results: list[dict], path: Path) -> None:
                    r["epochs"], r["best_epoch"], *[r.get(s) for s in STATS],
                    *[per_class.get(c, {}).get(m) for c in classes for m in ("AP", "AP50")],
                    r["train_s"], r["train_images_per_s"], r["eval_images_per_s"], r["params"],
-                   r["test"]]
+                   r["test"], " | ".join(r.get("warnings", []))]
             writer.writerow(["" if v is None else f"{v:.6g}" if isinstance(v, float) else v
                              for v in row])
 
@@ -99,6 +99,9 @@ def write_markdown(results: list[dict], path: Path, plots: list[Path]) -> None:
         parts += ["## Over the grid", "", markdown_table(*grouped), ""]
     if len(headers) > 1:
         parts += ["## Validation mAP50 after each epoch", "", markdown_table(headers, rows), ""]
+    warned = [(r["name"], w) for r in results for w in r.get("warnings", [])]
+    if warned:  # a run that learned nothing must not read as a result
+        parts += ["## Warnings", "", *[f"- **{name}**: {warning}" for name, warning in warned], ""]
     parts += [f"![{plot.stem}]({plot.name})" for plot in plots]
     path.write_text("\n".join(parts) + "\n")
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import yaml
@@ -25,6 +26,7 @@ from detector.config import Config
 from detector.errors import ConfigError
 from detector.outputs import check_outputs, claim_outputs, write_atomically
 from detector.run_folder import RUN_FILES
+from detector.train.learned_nothing import learned_nothing
 
 # what train_and_test writes into a run folder beside `fit`'s files
 RESULT_FILES = ("results.json", "test_predictions.json", "test/pr_curves.png", "test/class_ap.png")
@@ -160,6 +162,12 @@ def train_and_test(run: BenchRun, run_dir: Path, show_progress: bool = True,
                        results_path=run_dir / "test_predictions.json")
     plot_metrics(metrics, run_dir / "test")  # the run's own PR curves and per-class AP
     history = outcome["history"]
+    warnings = list(outcome.get("warnings", []))
+    tested = learned_nothing(metrics, len(history), config.train.warmup_epochs, split="test",
+                             where=f"{run.name}: test")
+    if tested:
+        print(f"warning: {tested}", file=sys.stderr)
+        warnings.append(tested)
     train_s = sum(float(row["epoch_s"]) for row in history)
     results = {
         "name": run.name, "group": run.group, "results_hash": run.results_hash,
@@ -174,6 +182,7 @@ def train_and_test(run: BenchRun, run_dir: Path, show_progress: bool = True,
         "train_images_per_s": len(train_data) * len(history) / train_s if train_s > 0 else None,
         "eval_images_per_s": _number(metrics.images_per_s),
         "params": sum(p.numel() for p in model.parameters()),
+        "warnings": warnings,  # a run that learned nothing (train/learned_nothing.py)
     }
     _write_json(run_dir / "results.json", results)
     return results

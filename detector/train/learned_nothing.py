@@ -15,16 +15,18 @@ CAUSES = ("likely causes: every score under the confidence threshold, class rows
           "learned (new classes without a pretrained row), or train.lr too low or too high")
 
 
-def learned_nothing(metrics, epoch: int, warmup_epochs: float) -> str | None:
+def learned_nothing(metrics, epoch: int, warmup_epochs: float, split: str = "validation",
+                    where: str | None = None) -> str | None:
     """A one-line warning when the evaluation after `epoch` (1-based) shows nothing learned,
     else None. `metrics` has `.stats["AP"]` and, where known, `.num_predictions` and
-    `.num_images`. AP 0 during warmup is expected and passes; no detection at all never does."""
+    `.num_images`. AP 0 during warmup is expected and passes; no detection at all never does.
+    `split` names the data in the message, `where` its start (default "epoch N")."""
+    where = where or f"epoch {epoch}"
     predictions = getattr(metrics, "num_predictions", None)
     ap = float(metrics.stats["AP"])
     if predictions == 0:
         images = getattr(metrics, "num_images", 0)
-        return (f"epoch {epoch}: the model made no detection on the {images} validation images; "
-                f"{CAUSES}")
+        return f"{where}: the model made no detection on the {images} {split} images; {CAUSES}"
     if epoch > math.ceil(warmup_epochs) and ap == 0:
-        return f"epoch {epoch}: validation AP is 0 after the warmup; {CAUSES}"
+        return f"{where}: {split} AP is 0 after the warmup; {CAUSES}"
     return None
