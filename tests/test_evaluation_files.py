@@ -87,12 +87,13 @@ def test_bad_results_file_is_one_line_naming_the_entry(tmp_path, gt_path, capsys
 
 @pytest.mark.parametrize("backend", sorted(BACKENDS))
 def test_extra_keys_and_nulls_outside_the_score_are_accepted(tmp_path, gt_path, backend):
-    """What makes the hotcoco path look closer (an `l`, a null, a nested object) is no error."""
+    """What makes the hotcoco path look closer (an `l`, a null, a nested object, blanks
+    around the list) is no error."""
     plain, extra = tmp_path / "plain.json", tmp_path / "extra.json"
     results = [json.loads(GOOD), json.loads(entry(image_id=11, score=0.25))]
     plain.write_text(json.dumps(results))
-    extra.write_text(json.dumps([{**r, "file_name": "a.jpg", "track": None, "more": {"a": 1}}
-                                 for r in results]))
+    extra.write_text("\n " + json.dumps([{**r, "file_name": "a.jpg", "track": None,
+                                         "more": {"a": 1}} for r in results]) + "\n")
     assert evaluate_files(gt_path, extra, backend=backend).stats == \
         evaluate_files(gt_path, plain, backend=backend).stats
 

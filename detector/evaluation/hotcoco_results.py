@@ -46,7 +46,7 @@ def _every_result_scored(data: bytes, count: int) -> bool:
 def _last_result(data: bytes):
     """The file's last result, parsed from the text after its last `{`; None when that is not
     one flat, valid result (a nested object, say: then Python reads the whole file)."""
-    start, end = data.rfind(b"{"), data.rstrip().rfind(b"]")
+    start, end = data.rfind(b"{"), data.rfind(b"]")  # (no rstrip: it would copy the file)
     try:
         last = json.loads(data[start:end])
     except ValueError:
@@ -68,23 +68,25 @@ def load_checked(gt, path: Path):
     """hotcoco's COCO of the results file `path` on the ground truth `gt` (a hotcoco COCO),
     and the number of results; DetectorError naming the first offending entry (module
     docstring)."""
-    image_ids, category_ids = set(gt.get_img_ids()), set(gt.get_cat_ids())
+    def refusal(reason: str) -> DetectorError | None:
+        return _refusal(path, set(gt.get_img_ids()), set(gt.get_cat_ids()), reason)
+
     data = _read(path)
-    if data.lstrip()[:1] != b"[":
-        raise _refusal(path, image_ids, category_ids, "not a json list")
+    if (data[:4096].lstrip() or data.lstrip())[:1] != b"[":  # (a copy only if all blank)
+        raise refusal("not a json list")
     try:
         with _quiet_fd(2):  # hotcoco prints its load warnings; they are read back below
             dt = gt.load_res(str(path))
     except ValueError as e:  # malformed json, a bbox of the wrong length, a NaN score
-        raise _refusal(path, image_ids, category_ids, str(e)) from e
+        raise refusal(str(e)) from e
     if dt.load_warnings:  # ids the ground truth lacks, an infinite score
-        raise _refusal(path, image_ids, category_ids, dt.load_warnings[0])
+        raise refusal(dt.load_warnings[0])
     boxed = dt.get_ann_ids(area_rng=[0.0, float("inf")])  # sorted ids, 1..N in file order
     count = len(boxed)
     if count and boxed[-1] == count and _last_result(data) is not None \
             and _every_result_scored(data, count):
         return dt, count
-    error = _refusal(path, image_ids, category_ids, "")
+    error = refusal("")
     if error is not None:
         raise error
     return dt, len(dt.get_ann_ids())
