@@ -253,7 +253,7 @@ def measure(name: str, gt: Path, dt: Path, tools: list[str], runners: dict, repe
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", help="working folder (default: a temporary one)")
+    parser.add_argument("--out", help="working folder, kept (default: a temporary one, removed)")
     parser.add_argument("--images", type=int, default=5000, help="synthetic set size")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=3, help="alternated runs; fastest counts")
@@ -264,7 +264,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from detector.cli import main as detector_main
-    from detector.tables import format_table
 
     tools = [DETECTOR] + [t for t in SCRIPTS if t not in args.skip]
     runners = {DETECTOR: detector_main}
@@ -272,8 +271,16 @@ def main(argv: list[str] | None = None) -> int:
         namespace: dict = {}
         exec(SCRIPTS[tool], namespace)  # imports now, outside the timings
         runners[tool] = namespace["run"]
-    work = Path(args.out or tempfile.mkdtemp(prefix="eval_speed_"))
-    work.mkdir(parents=True, exist_ok=True)
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        return run_sets(Path(args.out), args, tools, runners)
+    with tempfile.TemporaryDirectory(prefix="eval_speed_") as work:  # 45 MB of json, removed
+        return run_sets(Path(work), args, tools, runners)
+
+
+def run_sets(work: Path, args, tools: list[str], runners: dict) -> int:
+    """Write the sets under `work`, warm up, measure and print each set's table."""
+    from detector.tables import format_table
 
     sets = []
     data = os.environ.get("DETECTOR_DATA")
