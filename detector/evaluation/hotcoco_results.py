@@ -14,6 +14,9 @@ for the other backends. What trips, and then sends the file through Python's jso
 - a result without a score, or a null one (hotcoco would read it as 0): the bytes hold fewer
   "score" keys than results, or a null (`_every_result_scored`)
 
+One case passes unnamed: a box with both width and height negative, before the last result
+(its area is positive); hotcoco scores it as pycocotools would, the other backends refuse it.
+
 hotcoco numbers the results 1..N in file order, so the ids of area >= 0 are 1..N exactly when
 every result has a box; N is the last result's id, the result at the file's end, read on its own
 (`_last_result`): one list of N ids instead of two.
