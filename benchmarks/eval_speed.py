@@ -11,7 +11,8 @@ Two sets, ground truth and results as json files only (no image is written or re
 - synthetic: a seeded COCO set, 5000 images, 80 classes, ~40k boxes of every size, ~400k
   detections (jittered copies of the boxes, 10% with a wrong class, background false positives)
 
-Each tool goes from the two files to the 12 stats written as json, timed two ways:
+Each tool goes from the two files to the 12 stats written as json, timed two ways, each as
+wall-clock and as CPU seconds (user + system, every thread: steadier on a shared machine):
 
 - whole process: a subprocess from start to exit (interpreter start, imports, json parsing,
   evaluation, stats written). The tools are plain scripts (`SCRIPTS`: COCO, loadRes, COCOeval
@@ -32,6 +33,7 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -163,17 +165,23 @@ def _detector_command() -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-m", "detector.cli"]
 
 
-def whole_process(tool: str, gt: Path, dt: Path, out: Path) -> float:
-    """Seconds from start to exit of `tool` as its own process; the stats land in `out`."""
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def whole_process(tool: str, gt: Path, dt: Path, out: Path) -> tuple[float, float]:
+    """(wall, CPU) seconds from start to exit of `tool` as its own process; the stats land in
+    `out`. CPU (user + system, all threads) is the steadier figure on a shared machine."""
     if tool == DETECTOR:
         command = _detector_command() + ["eval", "--data", str(gt), "--predictions", str(dt),
                                          "--json", str(out), "--overwrite"]
     else:
         command = [sys.executable, "-c", SCRIPTS[tool] + SCRIPT_MAIN, str(gt), str(dt), str(out)]
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    started = time.perf_counter()
+    cpu, started = _children_cpu(), time.perf_counter()
     subprocess.run(command, env=env, stdout=subprocess.DEVNULL, check=True)
-    return time.perf_counter() - started
+    return time.perf_counter() - started, _children_cpu() - cpu
 
 
 @contextlib.contextmanager
@@ -191,9 +199,10 @@ def _silenced():
         os.close(devnull)
 
 
-def in_process(tool: str, gt: Path, dt: Path, out: Path, runners: dict) -> float:
-    """Seconds for `tool` to evaluate and write the stats in this process (imports done)."""
-    started = time.perf_counter()
+def in_process(tool: str, gt: Path, dt: Path, out: Path, runners: dict) -> tuple[float, float]:
+    """(wall, CPU) seconds for `tool` to evaluate and write the stats in this process (imports
+    done)."""
+    cpu, started = time.process_time(), time.perf_counter()
     with _silenced():
         if tool == DETECTOR:
             code = runners[DETECTOR](["eval", "--data", str(gt), "--predictions", str(dt),
@@ -202,7 +211,7 @@ def in_process(tool: str, gt: Path, dt: Path, out: Path, runners: dict) -> float
                 raise SystemExit(f"detector eval exited with {code}")
         else:
             out.write_text(json.dumps(runners[tool](str(gt), str(dt))))
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu
 
 
 def read_stats(tool: str, out: Path) -> list[float]:
@@ -212,7 +221,8 @@ def read_stats(tool: str, out: Path) -> list[float]:
 
 def measure(name: str, gt: Path, dt: Path, tools: list[str], runners: dict, repeat: int,
             long_s: float, work: Path) -> list[list]:
-    """Rows [tool, whole s, in-process s, whole vs hotcoco] for one set; checks the stats."""
+    """Rows [tool, whole s, whole CPU s, in-process s, in-process CPU s, whole vs hotcoco
+    (wall, CPU)] for one set, each the fastest of its runs; checks the stats."""
     best: dict = {}
     stats: dict = {}
     for attempt in range(repeat):
@@ -222,23 +232,28 @@ def measure(name: str, gt: Path, dt: Path, tools: list[str], runners: dict, repe
                 if attempt and best[key] > long_s:
                     continue
                 extra = (runners,) if mode == "in" else ()
-                seconds = timer(tool, gt, dt, out, *extra)
+                seconds, cpu = timer(tool, gt, dt, out, *extra)
                 best[key] = min(seconds, best.get(key, seconds))
+                best[key + ("cpu",)] = min(cpu, best.get(key + ("cpu",), cpu))
                 stats[key] = read_stats(tool, out)
-                print(f"  {name} {tool} {mode}: {seconds:.3f} s", flush=True)
+                print(f"  {name} {tool} {mode}: {seconds:.3f} s, CPU {cpu:.3f} s", flush=True)
     reference = stats[(tools[0], "whole")]
     for key, values in stats.items():
         worst = max(abs(a - b) for a, b in zip(values, reference))
         if worst > 1e-9:
             raise SystemExit(f"{name}: {key} stats differ from {tools[0]} by {worst:.1e}")
-    base = best.get(("hotcoco", "whole"))
-    return [[tool, best[(tool, "whole")], best[(tool, "in")],
-             best[(tool, "whole")] / base if base else None] for tool in tools]
+    if "hotcoco" not in tools:
+        return [[tool, best[(tool, "whole")], best[(tool, "whole", "cpu")], best[(tool, "in")],
+                 best[(tool, "in", "cpu")], None, None] for tool in tools]
+    wall, cpu = best[("hotcoco", "whole")], best[("hotcoco", "whole", "cpu")]
+    return [[tool, best[(tool, "whole")], best[(tool, "whole", "cpu")], best[(tool, "in")],
+             best[(tool, "in", "cpu")], best[(tool, "whole")] / wall,
+             best[(tool, "whole", "cpu")] / cpu] for tool in tools]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", help="working folder (default: a temporary one)")
+    parser.add_argument("--out", help="working folder, kept (default: a temporary one, removed)")
     parser.add_argument("--images", type=int, default=5000, help="synthetic set size")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=3, help="alternated runs; fastest counts")
@@ -249,7 +264,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from detector.cli import main as detector_main
-    from detector.tables import format_table
 
     tools = [DETECTOR] + [t for t in SCRIPTS if t not in args.skip]
     runners = {DETECTOR: detector_main}
@@ -257,8 +271,16 @@ def main(argv: list[str] | None = None) -> int:
         namespace: dict = {}
         exec(SCRIPTS[tool], namespace)  # imports now, outside the timings
         runners[tool] = namespace["run"]
-    work = Path(args.out or tempfile.mkdtemp(prefix="eval_speed_"))
-    work.mkdir(parents=True, exist_ok=True)
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        return run_sets(Path(args.out), args, tools, runners)
+    with tempfile.TemporaryDirectory(prefix="eval_speed_") as work:  # 45 MB of json, removed
+        return run_sets(Path(work), args, tools, runners)
+
+
+def run_sets(work: Path, args, tools: list[str], runners: dict) -> int:
+    """Write the sets under `work`, warm up, measure and print each set's table."""
+    from detector.tables import format_table
 
     sets = []
     data = os.environ.get("DETECTOR_DATA")
@@ -274,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         truth, results = json.loads(gt.read_text()), json.loads(dt.read_text())
         print(f"{name}: {len(truth['images'])} images, {len(truth['categories'])} classes, "
               f"{len(truth['annotations'])} boxes, {len(results)} detections")
+    del truth, results  # 400k dicts kept alive would slow the in-process runs' collector
     warmup = work / "warmup"
     warmup.mkdir(exist_ok=True)
     small = generate(warmup, images=20, seed=args.seed)
@@ -284,8 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, gt, dt in sets:
         rows = measure(name, gt, dt, tools, runners, args.repeat, args.long, work)
         print(f"\n{name}: fastest of {args.repeat} alternated runs (one where over {args.long} s)")
-        print(format_table(["tool", "whole process s", "in process s", "whole vs hotcoco"],
-                           rows, float_format=".3f"))
+        print(format_table(["tool", "whole s", "whole CPU s", "in-process s", "in-process CPU s",
+                            "whole vs hotcoco", "CPU vs hotcoco"], rows, float_format=".3f"))
         values = read_stats(DETECTOR, work / f"{name}_detector_eval_whole.json")
         print(format_table(list(STAT_NAMES), [values], float_format=".4f"))
         print(f"all tools: the same 12 stats (|diff| <= 1e-9)\n")

@@ -164,3 +164,15 @@ def test_eval_model_with_other_classes_asks_for_class_map(tmp_path, coco_set, ca
     assert code == 2
     err = capsys.readouterr().err
     assert "--class-map auto" in err and "['person', 'car']" in err
+
+
+def test_eval_help_fits_the_terminal_width(monkeypatch):
+    """The help formatter is given the width (so argparse need not import shutil to find it),
+    and still wraps at COLUMNS - 2 as argparse does."""
+    from detector.cli import build_parser
+
+    def widest(columns: int) -> int:
+        monkeypatch.setenv("COLUMNS", str(columns))
+        return max(len(line) for line in build_parser("eval").format_help().splitlines())
+
+    assert widest(50) <= 48 < widest(120) <= 118

@@ -40,6 +40,10 @@ BAD_FILES = {
     "an entry that is not an object": (f"[{GOOD}, 5]", "result 1: expected an object"),
     "no bbox": (f"[{GOOD}, {entry(bbox=None)}]", "result 1: lacks bbox"),
     "no score": (f"[{GOOD}, {entry(score=None)}]", "result 1: lacks score"),
+    "no score, first": (f"[{entry(score=None)}, {GOOD}]", "result 0: lacks score"),
+    "no bbox, first": (f"[{entry(bbox=None)}, {GOOD}]", "result 0: lacks bbox"),
+    "neither bbox nor score": (f"[{GOOD}, {entry(bbox=None, score=None)}]",
+                               "result 1: lacks bbox, score"),
     "a null score": (f'[{GOOD}, {{"image_id": 10, "category_id": 1, "bbox": [1, 1, 5, 5], '
                      '"score": null}]', "result 1: score None is not a finite number"),
     "a bbox of 3 numbers": (f"[{GOOD}, {entry(bbox=[1, 1, 5])}]",
@@ -83,11 +87,13 @@ def test_bad_results_file_is_one_line_naming_the_entry(tmp_path, gt_path, capsys
 
 @pytest.mark.parametrize("backend", sorted(BACKENDS))
 def test_extra_keys_and_nulls_outside_the_score_are_accepted(tmp_path, gt_path, backend):
-    """What makes the hotcoco path look closer (an `l`, a null, a file name) is not an error."""
+    """What makes the hotcoco path look closer (an `l`, a null, a nested object, blanks
+    around the list) is no error."""
     plain, extra = tmp_path / "plain.json", tmp_path / "extra.json"
     results = [json.loads(GOOD), json.loads(entry(image_id=11, score=0.25))]
     plain.write_text(json.dumps(results))
-    extra.write_text(json.dumps([{**r, "file_name": "a.jpg", "track": None} for r in results]))
+    extra.write_text("\n " + json.dumps([{**r, "file_name": "a.jpg", "track": None,
+                                         "more": {"a": 1}} for r in results]) + "\n")
     assert evaluate_files(gt_path, extra, backend=backend).stats == \
         evaluate_files(gt_path, plain, backend=backend).stats
 

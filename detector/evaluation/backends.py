@@ -10,9 +10,10 @@
 
 truth: a `GroundTruth` (truth.py); results: COCO bbox result dicts, each with id (from 1),
 area (w * h) and iscrowd 0 as `results.index_results` leaves them, or, for hotcoco only, the
-path of a results json it parses itself (checked by the caller, evaluation/files.py).
+path of a results json it parses itself (checked by the caller, evaluation/hotcoco_results.py).
 Every backend evaluates `truth.image_ids` / `truth.category_ids` (None: all), as pycocotools'
-params.imgIds / catIds, and returns COCO's 12 stats and accumulated precision array.
+params.imgIds / catIds, and returns COCO's 12 stats and accumulated precision array (hotcoco,
+asked for no array: per-category AP and AP50 instead, without importing numpy).
 """
 
 from __future__ import annotations

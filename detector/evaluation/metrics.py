@@ -2,11 +2,12 @@
 
 - stats: the 12 COCO numbers by name (STAT_NAMES), -1 where COCO has nothing to measure
   (e.g. APs when no ground-truth box is small), as pycocotools reports them
-- per_class: {class name: {"AP": mAP50-95, "AP50": AP at IoU 0.5}}, read from the precision
-  array (area "all", 100 detections); NaN for a class with no ground-truth box
+- per_class: {class name: {"AP": mAP50-95, "AP50": AP at IoU 0.5}}, area "all", 100
+  detections, read from the precision array (or given by hotcoco when there is none); NaN for
+  a class with no ground-truth box
 - precision: COCO's accumulated precision array [T, R, K, A, M] (IoU thresholds, recall
   thresholds, classes in label order, area ranges, max detections), -1 where undefined; kept for
-  PR curves
+  PR curves; None when not asked for (two json files without --plots: no numpy)
 """
 
 from __future__ import annotations
