@@ -69,19 +69,27 @@ def read_weights_only(path: str | Path) -> object:
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         # weights_only refuses every global outside tensors and plain data: foreign classes,
-        # or a hostile __reduce__. Nothing was executed. torch's own text advises loading with
-        # weights_only=False, which is exactly what must not be done with a file like this.
-        lines = [line.strip() for line in str(e).splitlines() if "Unsupported" in line]
-        detail = f" ({lines[0]})" if lines else ""
+        # or a hostile __reduce__. Nothing was executed.
         raise NotARunCheckpoint(
             f"{path}: refused to load: it holds Python objects other than tensors and plain "
-            f"data{detail}"
+            f"data ({_torch_reason(e)})"
         ) from e
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError) as e:
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise NotARunCheckpoint(
-            f"{path}: not a readable torch checkpoint (truncated or corrupt? {first_line})"
+            f"{path}: not a readable torch checkpoint (truncated or corrupt? {_torch_reason(e)})"
         ) from e
+
+
+def _torch_reason(error: Exception) -> str:
+    """The part of torch.load's message that names the cause (the global it refused, the zip
+    error), without its advice: for a refused file that advice is to load it unsafely."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    cause = [line for line in lines if not line.startswith(_TORCH_ADVICE)]
+    return (cause or lines or [type(error).__name__])[0].split(". ")[0].rstrip(".")
+
+
+# the lines of torch.load's weights_only message around the cause
+_TORCH_ADVICE = ("Weights only load failed", "Please file an issue", "Check the documentation")
 
 
 def load_checkpoint(path: str | Path) -> dict:

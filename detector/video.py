@@ -11,6 +11,7 @@ The copy keeps the source's container (by suffix) with a codec OpenCV always has
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -56,6 +57,9 @@ def open_video(path: str | Path) -> Video:
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: no such video file")
+    # FFmpeg would print its own diagnosis ("moov atom not found") beside the one line below;
+    # a user's own OPENCV_FFMPEG_LOGLEVEL is kept.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         raise DatasetError(f"{path}: OpenCV cannot open this video (corrupt, or a codec it lacks)")

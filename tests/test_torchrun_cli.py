@@ -94,3 +94,18 @@ def test_torchrun_two_processes_equal_one_process(tmp_path):
     for row_one, row_two in zip(rows_one, rows_two):
         for column in ("loss", "box", "obj", "cls", "lr", "AP", "AP50"):
             assert float(row_two[column]) == pytest.approx(float(row_one[column]), rel=1e-5, abs=1e-8), column
+
+
+def test_nproc_refuses_before_launching(tmp_path, capsys, monkeypatch):
+    recipe = write_recipe(tmp_path)
+    assert main(["train", str(recipe), "--nproc", "0"]) == 2
+    assert capsys.readouterr().err == "error: --nproc: expected a number of processes >= 1, got 0\n"
+    # what every process would refuse is refused once, here, before torchrun starts
+    assert main(["train", str(recipe), "train.sync_bn=true", "--nproc", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: train.sync_bn: torch's SyncBatchNorm runs on CUDA devices only")
+    assert err.count("\n") == 1
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["train", str(recipe), "--nproc", "2"]) == 2
+    assert "already runs under torchrun" in capsys.readouterr().err
+    assert not (tmp_path / "one").exists()

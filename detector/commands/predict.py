@@ -227,16 +227,17 @@ def _drawn(output: dict, class_names: list[str]) -> list[dict]:
                                          output["labels"].tolist())]
 
 
-def predict_video(detector, path: Path, out_dir: Path, args, device) -> tuple[int, int]:
-    """Annotated copy of the video and one json line per frame; returns (frames, detections)."""
+def predict_video(detector, video, out_dir: Path, args, device) -> tuple[int, int]:
+    """Annotated copy of `video` (detector.video.Video, opened) and one json line per frame;
+    returns (frames, detections)."""
     import cv2
     from tqdm import tqdm
 
     from detector.boxes import xyxy_to_xywh
-    from detector.video import open_video, open_writer
+    from detector.video import open_writer
 
     modalities = _model_modalities(detector)
-    video = open_video(path)
+    path = video.path
     target, lines_path = out_dir / path.name, out_dir / f"{path.stem}.jsonl"
     if target.resolve() == path.resolve():
         raise ConfigError(f"--out {out_dir}: would overwrite the source video {path}")
@@ -296,7 +297,7 @@ def run(args) -> int:
 
     from detector.outputs import claim_outputs
     from detector.runtime import resolve_device
-    from detector.video import is_video
+    from detector.video import is_video, open_video
 
     if not 0.0 <= args.conf <= 1.0:
         raise ConfigError(f"--conf: expected a score between 0 and 1, got {args.conf}")
@@ -319,8 +320,9 @@ def run(args) -> int:
     claim = dict(flag="--out", overwrite=args.overwrite)
     with torch.inference_mode():
         if source is not None and is_video(source):
+            video = open_video(source)  # before --out is claimed: a bad video leaves nothing
             claim_outputs(out_dir, [source.name, f"{source.stem}.jsonl"], reads=[source], **claim)
-            frames, count = predict_video(detector, source, out_dir, args, device)
+            frames, count = predict_video(detector, video, out_dir, args, device)
             print(f"{count} detections in {frames} frames -> {out_dir / source.name} "
                   f"({source.stem}.jsonl)")
             return 0

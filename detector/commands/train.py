@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 from pathlib import Path
 
-from detector.config import load_config
+from detector.config import Config, load_config
 from detector.errors import ConfigError
 
 
@@ -43,24 +42,43 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def launch_torchrun(args) -> int:
+def launch_torchrun(args, config: Config) -> int:
     """`--nproc N`: this command again under torchrun, N processes on this machine (a free
-    port found by torchrun's standalone rendezvous); returns torchrun's exit status."""
+    port found by torchrun's standalone rendezvous); returns the processes' exit status. A
+    process's error is its own one line; torchrun's report on the failure is not repeated."""
+    import logging
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args as torchrun_arguments
+    from torch.distributed.run import run as torchrun
+
+    from detector.runtime import resolve_device
+
     if args.nproc < 1:
         raise ConfigError(f"--nproc: expected a number of processes >= 1, got {args.nproc}")
     if "WORLD_SIZE" in os.environ:
         raise ConfigError("--nproc: this process already runs under torchrun; drop --nproc")
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc_per_node={args.nproc}", "-m", "detector"]
+    device = resolve_device(config.train.device, "train.device")
+    if config.train.sync_bn and device.type != "cuda":  # what each process would refuse
+        raise ConfigError(f"train.sync_bn: torch's SyncBatchNorm runs on CUDA devices only, not "
+                          f"{device.type}; set train.sync_bn=false for this run")
+    command = ["--standalone", f"--nproc_per_node={args.nproc}", "-m", "detector"]
     command += ["--debug"] if args.debug else []
     command += ["train", *([args.config] if args.config else []), *args.overrides]
     command += ["--resume", args.resume] if args.resume else []
     command += ["--overwrite"] if args.overwrite else []
-    status = subprocess.run(command).returncode
-    if status:
-        print(f"error: --nproc {args.nproc}: a training process failed (exit status {status}; "
-              "its message is above)", file=sys.stderr)
-    return status
+    if not args.debug:
+        logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    try:
+        torchrun(torchrun_arguments(command))
+    except ChildFailedError as e:
+        if args.debug:
+            raise
+        rank, failure = e.get_first_failure()
+        print(f"error: --nproc {args.nproc}: process {rank} failed with exit status "
+              f"{failure.exitcode} (its message is above)", file=sys.stderr)
+        return failure.exitcode if failure.exitcode > 0 else 1
+    return 0
 
 
 def run(args) -> int:
@@ -88,7 +106,7 @@ def run(args) -> int:
                 f"{out_dir}` or choose another train.out_dir"
             )
     if args.nproc is not None and args.nproc != 1:  # the recipe was checked above, once, in this process
-        return launch_torchrun(args)
+        return launch_torchrun(args, config)
     prepared = prepare_run(config, out_dir, resume=bool(args.resume))
     start_run(prepared.detector, prepared.train_data, prepared.val_data, config, out_dir,
               resume=bool(args.resume), overwrite=args.overwrite, config_file=args.config)
