@@ -24,7 +24,7 @@ import yaml
 
 from detector.config_bounds import bound_of
 from detector.errors import ConfigError, suggestion
-from detector.textfiles import read_text
+from detector.yamlfiles import read_yaml
 
 
 def _frozen_dict() -> types.MappingProxyType:
@@ -139,22 +139,6 @@ class _Origins:
             if place:
                 return place
         return self.file
-
-
-def _key_lines(node: yaml.Node, prefix: str = "") -> dict[str, int]:
-    """Dotted key -> 1-based line, from a composed YAML node tree."""
-    lines: dict[str, int] = {}
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            dotted = f"{prefix}{key_node.value}"
-            lines[dotted] = key_node.start_mark.line + 1
-            lines.update(_key_lines(value_node, dotted + "."))
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            dotted = f"{prefix}{index}"
-            lines[dotted] = item.start_mark.line + 1
-            lines.update(_key_lines(item, dotted + "."))
-    return lines
 
 
 def _type_name(tp: Any) -> str:
@@ -378,15 +362,7 @@ def config_from_dict(data: dict, overrides: list[str] = (), origin: str = "<conf
 def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
     """Read a YAML config, apply dotted `overrides` ("train.lr=0.001", values parsed as YAML
     scalars) and validate it. Raises ConfigError naming the file and line (or the override)."""
-    path = Path(path)
-    text = read_text(path, "config", ConfigError)
-    try:
-        lines = _key_lines(yaml.compose(text)) if text.strip() else {}
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: not valid YAML ({getattr(e, 'problem', e)})") from e
+    data, lines = read_yaml(path, "config", ConfigError)
     return config_from_dict(data if data is not None else {}, overrides, str(path), lines)
 
 

@@ -287,6 +287,29 @@ def test_card_unknown_key_names_the_nearest(tmp_path):
         load_card(card)
 
 
+def test_paths_and_cards_dispatch_through_one_readers_table(tmp_path, monkeypatch):
+    from detector.data import readers
+
+    card = make_pairs(tmp_path)
+    calls = []
+    read_yolo = readers.READERS["yolo"]
+    monkeypatch.setitem(readers.READERS, "yolo",
+                        lambda reading: calls.append(reading) or read_yolo(reading))
+    by_card = read_dataset(card, split="train", modalities=["rgb"])
+    by_path = read_dataset(tmp_path, images=tmp_path / "visible" / "train",
+                           labels=tmp_path / "labels" / "train")
+    assert len(calls) == 2 and len(by_card) == len(by_path) == 3
+    assert calls[0].classes == ["person"] and calls[1].classes is None
+    assert readers.FORMATS == ("coco", "yolo", "voc")
+
+
+def test_card_with_an_unknown_format_names_the_card(tmp_path):
+    card = tmp_path / "odd.yaml"
+    card.write_text(f"format: kitti\nroot: {tmp_path}\nsplits: {{train: {{images: i}}}}\n")
+    with pytest.raises(DatasetError, match=r"odd.yaml: format 'kitti' is not one of coco, yolo, voc"):
+        read_dataset(card, split="train")
+
+
 def test_card_root_is_relative_to_detector_data(tmp_path, monkeypatch):
     make_pairs(tmp_path / "data" / "mine")
     card = tmp_path / "mine.yaml"
