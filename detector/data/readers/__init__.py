@@ -24,10 +24,12 @@ from detector.data.readers.yolo import read_yolo
 from detector.data.records import DatasetRecords
 from detector.errors import DatasetError
 from detector.yamlfiles import read_yaml_mapping
+
 # what callers may import from here besides read_dataset (the readers' shared helpers)
-__all__ = ["FORMATS", "IMAGE_SUFFIXES", "clean_boxes", "detect_format", "image_size",
-           "index_images", "is_data_yaml", "move_classes_to_ignore", "pair_modalities",
-           "read_card", "read_coco", "read_dataset", "read_voc", "read_yolo", "try_image_size"]
+__all__ = ["FORMATS", "IMAGE_SUFFIXES", "READERS", "Reading", "clean_boxes", "detect_format",
+           "image_size", "index_images", "is_data_yaml", "move_classes_to_ignore",
+           "pair_modalities", "read_card", "read_coco", "read_dataset", "read_voc", "read_yolo",
+           "try_image_size"]
 
 
 @dataclass(frozen=True)
