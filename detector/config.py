@@ -6,25 +6,24 @@ Every key is checked against the dataclasses below: an unknown key is refused wi
 valid one ("did you mean 'train.epochs'?"), a value of the wrong type is refused, and both name the
 file and line (or the command-line override) they came from. The result is frozen (dicts become
 read-only mappings, lists become tuples); `config_to_dict` turns it back into plain data for the
-run directory's config.yaml. Modules never take a Config: the train command unpacks it into
-explicit arguments.
+run directory's config.yaml. Modules never take a Config: recipe.py unpacks it into explicit
+arguments. This file holds the dataclasses (the recipe's schema) and the entry points; the
+checking of plain data against them, key origins and overrides are config_validation.py's.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, ClassVar, Literal, Union
 
 import yaml
 
-from detector.config_bounds import bound_of
-from detector.errors import ConfigError, suggestion
-from detector.textfiles import read_text
+from detector.config_validation import Origins, apply_override, build
+from detector.errors import ConfigError
+from detector.yamlfiles import read_yaml
 
 
 def _frozen_dict() -> types.MappingProxyType:
@@ -47,6 +46,7 @@ class ModelConfig:
 class SourceConfig:
     """One dataset split, exactly as `read_dataset` takes it. A plain string is `source`."""
 
+    SHORTHAND: ClassVar[str] = "source"
     source: str
     format: str = "auto"
     split: str | None = None
@@ -74,6 +74,7 @@ class StageConfig:
 class AdaptMethodConfig:
     """One domain-adaptation method (detector/adapt/). A plain string is `name`."""
 
+    SHORTHAND: ClassVar[str] = "name"
     name: str  # adversarial, mmd, teacher
     weight: float = 1.0  # multiplies the method's loss
     start_epoch: float = 0.0  # off before (the teacher's burn-in on source labels)
@@ -127,214 +128,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
-class _Origins:
-    """Where each dotted key came from: 'file.yaml:12' or "override 'train.lr=x'"."""
-
-    def __init__(self, file: str, lines: dict[str, int]):
-        self.file = file
-        self.places = {key: f"{file}:{line}" for key, line in lines.items()}
-
-    def of(self, dotted: str) -> str:
-        parts = dotted.split(".")
-        for end in range(len(parts), 0, -1):
-            place = self.places.get(".".join(parts[:end]))
-            if place:
-                return place
-        return self.file
-
-
-def _key_lines(node: yaml.Node, prefix: str = "") -> dict[str, int]:
-    """Dotted key -> 1-based line, from a composed YAML node tree."""
-    lines: dict[str, int] = {}
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            dotted = f"{prefix}{key_node.value}"
-            lines[dotted] = key_node.start_mark.line + 1
-            lines.update(_key_lines(value_node, dotted + "."))
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            dotted = f"{prefix}{index}"
-            lines[dotted] = item.start_mark.line + 1
-            lines.update(_key_lines(item, dotted + "."))
-    return lines
-
-
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return " or ".join(repr(a) for a in typing.get_args(tp))
-    if origin in (Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp))
-    if origin is tuple:
-        return f"a list of {_type_name(typing.get_args(tp)[0])}"
-    if origin is dict:
-        return f"a mapping of {_type_name(typing.get_args(tp)[1])}"
-    if dataclasses.is_dataclass(tp):
-        return "a mapping"
-    if tp is type(None):
-        return "null"
-    if tp is Any:
-        return "anything"
-    friendly = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
-    return friendly.get(tp, getattr(tp, "__name__", str(tp)))
-
-
-def _freeze(value: Any) -> Any:
-    if isinstance(value, dict):
-        return types.MappingProxyType({k: _freeze(v) for k, v in value.items()})
-    if isinstance(value, (list, tuple)):
-        return tuple(_freeze(v) for v in value)
-    return value
-
-
-class _Mismatch(Exception):
-    """A value that does not fit a type (turned into a ConfigError with the key's place)."""
-
-
-def _convert(value: Any, tp: Any, dotted: str, origins: _Origins) -> Any:
-    origin = typing.get_origin(tp)
-    if tp is Any:
-        return _freeze(value)
-    if origin in (Union, types.UnionType):
-        options = typing.get_args(tp)
-        if value is None and type(None) in options:
-            return None
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _convert(value, option, dotted, origins)
-            except _Mismatch:
-                continue
-        raise _Mismatch(_type_name(tp))
-    if origin is Literal:
-        if value in typing.get_args(tp):
-            return value
-        raise _Mismatch(_type_name(tp))
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise _Mismatch("true or false")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise _Mismatch("an integer")
-    if tp is float:
-        number = None
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            number = float(value)
-        # YAML 1.1 reads `1e-3` (no dot) as a string; it is plainly meant as a number.
-        elif isinstance(value, str):
-            try:
-                number = float(value)
-            except ValueError:
-                pass
-        if number is None:
-            raise _Mismatch("a number")
-        # no key of a recipe means anything with .nan or .inf; they would only surface mid-run
-        if not math.isfinite(number):
-            raise _Mismatch("a finite number")
-        return number
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise _Mismatch("a string")
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise _Mismatch(_type_name(tp))
-        item_type = typing.get_args(tp)[0]
-        return tuple(
-            _checked(item, item_type, f"{dotted}.{i}", origins) for i, item in enumerate(value)
-        )
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise _Mismatch(_type_name(tp))
-        key_type, value_type = typing.get_args(tp)
-        return types.MappingProxyType(
-            {
-                _checked(k, key_type, f"{dotted}.{k}", origins): _checked(
-                    v, value_type, f"{dotted}.{k}", origins
-                )
-                for k, v in value.items()
-            }
-        )
-    if dataclasses.is_dataclass(tp):
-        if tp is SourceConfig and isinstance(value, str):
-            value = {"source": value}
-        if tp is AdaptMethodConfig and isinstance(value, str):
-            value = {"name": value}
-        if not isinstance(value, dict):
-            raise _Mismatch("a mapping")
-        return _build(tp, value, dotted, origins)
-    raise TypeError(f"config type {tp!r} is not supported")  # a bug in this file, not user input
-
-
-def _checked(value: Any, tp: Any, dotted: str, origins: _Origins) -> Any:
-    try:
-        converted = _convert(value, tp, dotted, origins)
-    except _Mismatch as e:
-        raise ConfigError(
-            f"{origins.of(dotted)}: {dotted}: expected {e}, got {value!r}"
-        ) from None
-    bound = bound_of(dotted)
-    if bound is not None and isinstance(converted, (int, float)) and not isinstance(converted, bool) \
-            and not bound.admits(converted):
-        raise ConfigError(f"{origins.of(dotted)}: {dotted}: expected {bound}, got {value!r}")
-    return converted
-
-
-def _build(cls: type, data: dict, prefix: str, origins: _Origins) -> Any:
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    dot = f"{prefix}." if prefix else ""
-    for key in data:
-        if key not in fields:
-            dotted = f"{dot}{key}"
-            hint = suggestion(dotted, [f"{dot}{name}" for name in fields])
-            raise ConfigError(f"{origins.of(dotted)}: unknown key '{dotted}'; {hint}")
-    values = {}
-    for name, f in fields.items():
-        if name in data:
-            values[name] = _checked(data[name], hints[name], f"{dot}{name}", origins)
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError(f"{origins.of(prefix)}: missing key '{dot}{name}'")
-    return cls(**values)
-
-
-def _apply_override(data: dict, text: str, origins: _Origins) -> None:
-    key, sep, raw = text.partition("=")
-    key = key.strip()
-    if not sep or not key:
-        raise ConfigError(f"override {text!r}: expected KEY=VALUE, e.g. train.epochs=3")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"override {text!r}: the value is not valid YAML ({e})") from e
-    node = data
-    parts = key.split(".")
-    for part in parts[:-1]:
-        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-            continue
-        if not isinstance(node, dict):
-            raise ConfigError(f"override {text!r}: '{part}' is not inside a mapping")
-        node = node.setdefault(part, {})
-        if node is None:
-            raise ConfigError(f"override {text!r}: '{part}' is null in the config")
-    last = parts[-1]
-    if isinstance(node, list) and last.isdigit() and int(last) < len(node):
-        node[int(last)] = value
-    elif isinstance(node, dict):
-        node[last] = value
-    else:
-        raise ConfigError(f"override {text!r}: '{parts[-2]}' is not a mapping")
-    # A stale line of the file must not be blamed for a value the command line gave.
-    for dotted in [d for d in origins.places if d == key or d.startswith(key + ".")]:
-        del origins.places[dotted]
-    origins.places[key] = f"override {text!r}"
-
-
-def _check_consistency(config: Config, origins: _Origins) -> None:
+def _check_consistency(config: Config, origins: Origins) -> None:
     model, train = config.model, config.train
     if model.arch is None and model.weights is None:
         raise ConfigError(f"{origins.of('model')}: model needs 'arch' or 'weights' (a checkpoint)")
@@ -366,13 +160,13 @@ def _check_consistency(config: Config, origins: _Origins) -> None:
 def config_from_dict(data: dict, overrides: list[str] = (), origin: str = "<config>",
                      lines: dict[str, int] | None = None) -> Config:
     """Validate plain data (as read from YAML) into a frozen Config; `origin` names it in errors."""
-    origins = _Origins(origin, lines or {})
+    origins = Origins(origin, lines or {})
     if not isinstance(data, dict):
         raise ConfigError(f"{origin}: expected a mapping with model, data and train")
     data = yaml.safe_load(yaml.safe_dump(data))  # a deep, plain copy the overrides may edit
     for text in overrides:
-        _apply_override(data, text, origins)
-    config = _build(Config, data, "", origins)
+        apply_override(data, text, origins)
+    config = build(Config, data, "", origins)
     _check_consistency(config, origins)
     return config
 
@@ -380,15 +174,7 @@ def config_from_dict(data: dict, overrides: list[str] = (), origin: str = "<conf
 def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
     """Read a YAML config, apply dotted `overrides` ("train.lr=0.001", values parsed as YAML
     scalars) and validate it. Raises ConfigError naming the file and line (or the override)."""
-    path = Path(path)
-    text = read_text(path, "config", ConfigError)
-    try:
-        lines = _key_lines(yaml.compose(text)) if text.strip() else {}
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: not valid YAML ({getattr(e, 'problem', e)})") from e
+    data, lines = read_yaml(path, "config", ConfigError)
     return config_from_dict(data if data is not None else {}, overrides, str(path), lines)
 
 

@@ -23,9 +23,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from detector.errors import WeightsError
+from detector.yamlfiles import read_yaml
 
 REGISTRY_FILE = Path(__file__).resolve().parent.parent / "weights" / "registry.yaml"
 KINDS = ("detector", "backbone")
@@ -51,10 +50,7 @@ def load_registry(path: Path | None = None) -> dict[str, WeightsEntry]:
     """name -> WeightsEntry from a registry YAML file (a list of mappings; default
     REGISTRY_FILE, read at call time)."""
     path = REGISTRY_FILE if path is None else path
-    try:
-        items = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise WeightsError(f"{path}: cannot read the weights registry ({e})") from e
+    items, _ = read_yaml(path, "weights registry", WeightsError)
     if not isinstance(items, list):
         raise WeightsError(f"{path}: expected a list of weights entries")
     fields = set(WeightsEntry.__dataclass_fields__)

@@ -4,6 +4,7 @@
   with a reason when the variables are unset; under CI (CI=true) a missing variable fails them,
   so CI never skips them silently.
 - `gpu` tests skip with a reason where CUDA is absent.
+- `one_thread`: torch on one thread for the test (tiny tensors).
 """
 
 from __future__ import annotations
@@ -37,6 +38,18 @@ def shared_weights() -> Path:
             pytest.fail(f"DETECTOR_WEIGHTS must point at ../shared/weights under CI (got {path})")
         pytest.skip("DETECTOR_WEIGHTS is not set")
     return path
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: one thread is fastest. OpenMP threads spinning on a shared 2-core machine
+    made a tiny model's train step 10 to 100 times slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -11,16 +11,9 @@ from detector.models.loading import load_model
 from detector.models.registry import build_detector
 from detector.models.yolov5.layers import yolov5_yaml
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors (tests/conftest.py)
+
 NAMES = ["person", "car", "bicycle"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors: one thread is fastest, and spinning threads on a shared CI machine is not."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _save(detector, path):

@@ -1,5 +1,5 @@
-"""Faster R-CNN adapter: every registered rcnn arch trains and predicts on tiny CPU inputs and
-keeps the Detector contract (0-based labels, boxes in input pixels, parts, build_args)."""
+"""Faster R-CNN adapter: what is the family's own (torchvision's losses and background label,
+weights, options, stem); the Detector contract itself is tests/test_detector_contract.py."""
 
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ from detector.models import build_detector, list_models
 from detector.models.rcnn.adapter import RCNNDetector
 from detector.models.surgery import adapt_stem
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (tests/conftest.py)
+
 CLASSES = ["cat", "dog", "bird"]
 SMALL = {"min_size": 64, "max_size": 96}
 RCNN_ARCHS = list_models("rcnn")
-# ResNet-50 bodies take over 20 s for a train + eval step on 2 shared CPU cores.
-HEAVY = {"fasterrcnn_resnet50_fpn", "fasterrcnn_resnet50_fpn_v2", "fasterrcnn_resnet50"}
 
 
 def small(detector: RCNNDetector) -> RCNNDetector:
@@ -52,56 +52,27 @@ def test_all_archs_registered():
         "fasterrcnn_resnet18", "fasterrcnn_resnet34", "fasterrcnn_resnet50"}
 
 
-@pytest.mark.parametrize("arch", [pytest.param(a, marks=pytest.mark.slow) if a in HEAVY else a
-                                  for a in RCNN_ARCHS])
-def test_train_and_eval_step(arch):
-    detector = small(build_detector(arch, CLASSES, weights=None, **SMALL))
-    assert isinstance(detector, RCNNDetector) and detector.num_classes == 3
+def test_losses_are_torchvision_s_and_eval_labels_drop_its_background():
+    """The generic train/eval contract is tests/test_detector_contract.py; here what is
+    Faster R-CNN's own: torchvision's four losses, and eval labels = torchvision's - 1."""
+    detector = small(build_detector("fasterrcnn_mobilenet_v2", CLASSES, weights=None, **SMALL))
     images, targets = _images_and_targets()
-
-    detector.train()
-    losses = detector(images, targets)
+    losses = detector.train()(images, targets)
     assert set(losses) == {"loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg"}
-    total = sum(losses.values())
-    assert torch.isfinite(total)
-    total.backward()
-    predictor = detector.model.roi_heads.box_predictor
-    assert predictor.cls_score.weight.grad is not None
-    assert predictor.cls_score.weight.grad.abs().sum() > 0
-
     detector.eval()
     detector.model.roi_heads.score_thresh = 0.0  # random weights: keep every detection
     with torch.no_grad():
         outputs = detector(images)
         raw = detector.model(images)  # torchvision's own labels: background is 0
-    assert len(outputs) == 2
-    for image, out, inner in zip(images, outputs, raw):
-        assert set(out) == {"boxes", "scores", "labels"}
-        assert len(out["boxes"]) > 0
-        assert out["labels"].dtype == torch.int64
+    assert sum(len(out["labels"]) for out in outputs) > 0
+    for out, inner in zip(outputs, raw):
         assert torch.equal(out["labels"], inner["labels"] - 1)
-        assert out["labels"].min() >= 0 and out["labels"].max() < len(CLASSES)
-        height, width = image.shape[-2:]  # boxes in the input image's pixels, not resized ones
-        assert out["boxes"][:, [0, 2]].max() <= width and out["boxes"][:, [1, 3]].max() <= height
-        assert out["boxes"].min() >= 0
 
 
 @pytest.mark.parametrize("arch", RCNN_ARCHS)
-def test_parts_cover_every_trainable_parameter_once(arch):
-    detector = build_detector(arch, CLASSES, **SMALL)
-    parts = detector.parts()
-    names = list(parts)
-    assert names[0] == "stem" and names[-2:] == ["neck", "head"]
-    backbone = names[1:-2]
-    assert backbone == [f"backbone.{i}" for i in range(len(backbone))] and len(backbone) >= 4
-    seen: dict[int, int] = {}
-    for module in parts.values():
-        for parameter in module.parameters():
-            seen[id(parameter)] = seen.get(id(parameter), 0) + 1
-    trainable = {id(p) for p in detector.parameters() if p.requires_grad}
-    assert set(seen) == trainable
-    assert all(count == 1 for count in seen.values())
-    assert detector.stem_conv() in list(parts["stem"].modules())
+def test_every_backbone_has_four_levels_or_more(arch):
+    names = list(build_detector(arch, CLASSES, **SMALL).parts())
+    assert len([name for name in names if name.startswith("backbone.")]) >= 4
 
 
 def test_labels_shift_inside_the_adapter_only():

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from detector.data.cards import load_card
 from detector.data.readers import read_dataset
 from detector.errors import DatasetError
 
@@ -236,67 +235,6 @@ def test_voc_bare_folder_with_images_dir(tmp_path):
     make_voc(tmp_path)
     records = read_dataset(tmp_path / "Annotations", images=tmp_path / "JPEGImages")
     assert len(records) == 2 and records.num_boxes == 2
-
-
-# --- pairs and cards ---------------------------------------------------------------------------
-
-def make_pairs(root: Path, rgb=("a", "b", "c"), lwir=("a", "b", "c")):
-    for stem in rgb:
-        write_image(root / "visible" / "train" / f"{stem}.jpg")
-    for stem in lwir:
-        write_image(root / "infrared" / "train" / f"{stem}.jpg")
-    (root / "labels" / "train").mkdir(parents=True)
-    for stem in rgb:
-        (root / "labels" / "train" / f"{stem}.txt").write_text("0 0.5 0.5 0.2 0.2\n")
-    card = root / "pairs.yaml"
-    card.write_text(f"format: yolo\nroot: {root}\nclasses: [person]\n"
-                    "modalities: {rgb: visible, lwir: infrared}\n"
-                    "splits:\n  train: {images: train, labels: labels/train}\n")
-    return card
-
-
-def test_pairs_by_stem(tmp_path):
-    records = read_dataset(make_pairs(tmp_path), split="train")
-    assert records.modalities == ["rgb", "lwir"] and len(records) == 3
-    for record in records.images:
-        assert record.paths["rgb"].stem == record.paths["lwir"].stem
-        assert record.paths["lwir"].parent == tmp_path / "infrared" / "train"
-
-
-def test_missing_ir_partner_is_reported_and_dropped(tmp_path):
-    records = read_dataset(make_pairs(tmp_path, lwir=("a", "c")), split="train")
-    problem = only(records, "missing_pair")
-    assert problem.file == str(tmp_path / "infrared" / "train") and "dropped: b" in problem.message
-    assert [r.stem for r in records.images] == ["a", "c"]
-
-
-def test_card_picks_a_modality_subset(tmp_path):
-    records = read_dataset(make_pairs(tmp_path), split="train", modalities=["lwir"])
-    assert records.modalities == ["lwir"]
-    assert records.images[0].paths["lwir"].parent == tmp_path / "infrared" / "train"
-
-
-def test_card_unknown_key_names_the_nearest(tmp_path):
-    card = tmp_path / "bad.yaml"
-    card.write_text("format: yolo\nroot: x\nsplits: {train: {images: i}}\nignore_class: [a]\n")
-    with pytest.raises(DatasetError, match=r"bad.yaml: unknown key 'ignore_class'; did you mean "
-                       r"'ignore_classes'\?"):
-        load_card(card)
-    card.write_text("format: yolo\nroot: x\nsplits: {train: {image: i}}\n")
-    with pytest.raises(DatasetError, match="split 'train': unknown key 'image'; did you mean"):
-        load_card(card)
-
-
-def test_card_root_is_relative_to_detector_data(tmp_path, monkeypatch):
-    make_pairs(tmp_path / "data" / "mine")
-    card = tmp_path / "mine.yaml"
-    card.write_text("format: yolo\nroot: mine\nclasses: [person]\nmodalities: {rgb: visible}\n"
-                    "splits:\n  train: {images: train, labels: labels/train}\n")
-    monkeypatch.setenv("DETECTOR_DATA", str(tmp_path / "data"))
-    assert len(read_dataset(card, split="train")) == 3
-    monkeypatch.delenv("DETECTOR_DATA")
-    with pytest.raises(DatasetError, match="DETECTOR_DATA"):
-        read_dataset(card, split="train")
 
 
 def test_unreadable_source_says_what_it_looked_for(tmp_path):

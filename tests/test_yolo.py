@@ -12,14 +12,14 @@ from detector.data.coco_classes import COCO_CLASSES
 from detector.errors import CheckpointError, ConfigError
 from detector.models import letterbox
 from detector.models.loading import load_model
-from detector.models.registry import build_detector, list_models
+from detector.models.registry import build_detector
 from detector.models.surgery import adapt_stem, remap_classes
 from detector.models.ultralytics import adapter as yolo
 from detector.models.ultralytics.loss import LOSS_SCALE
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors (tests/conftest.py)
+
 SIZE = 64  # tiny inputs keep every test on CPU fast
-SMALL_ARCHS = [arch for arch in list_models("yolo") if arch.endswith("n") or arch.endswith("nu")]
-LARGER_ARCHS = [arch for arch in list_models("yolo") if arch not in SMALL_ARCHS + ["yolo_yaml"]]
 
 
 def _targets():
@@ -66,44 +66,26 @@ def coco_checkpoint(tmp_path_factory):
     return path, _half_rounded(model)
 
 
-def _check_train_and_eval(detector):
-    detector.train()
-    images = [torch.rand(3, SIZE, SIZE), torch.rand(3, SIZE, SIZE)]
-    losses = detector(images, _targets())
+def _check_losses_and_detections(detector):
+    """What is the family's own beyond the contract (tests/test_detector_contract.py): ultralytics'
+    loss names, and eval keeps its conf_threshold and max_detections."""
+    losses = detector.train()([torch.rand(3, SIZE, SIZE), torch.rand(3, SIZE, SIZE)], _targets())
     assert set(losses) in ({"box", "cls", "dfl"}, {"box", "cls", "l1"})
-    total = sum(losses.values())
-    assert torch.isfinite(total) and total > 0
-    total.backward()
-    head_grads = [p.grad for p in detector.parts()["head"].parameters() if p.requires_grad]
-    assert head_grads and all(g is not None for g in head_grads)
-    assert any(g.abs().sum() > 0 for g in head_grads)
     detector.eval()
-    sizes = [(50, 70), (SIZE, SIZE)]
-    outputs = detector([torch.rand(3, h, w) for h, w in sizes])
-    assert len(outputs) == 2
-    for output, (height, width) in zip(outputs, sizes):
-        boxes, scores, labels = output["boxes"], output["scores"], output["labels"]
-        assert boxes.dtype == torch.float32 and boxes.shape[1] == 4
-        assert len(boxes) == len(scores) == len(labels) <= detector.max_detections
-        assert labels.dtype == torch.int64
-        if len(labels):
-            assert labels.min() >= 0 and labels.max() < detector.num_classes
-            assert (boxes[:, 0::2] >= 0).all() and (boxes[:, 0::2] <= width).all()
-            assert (boxes[:, 1::2] >= 0).all() and (boxes[:, 1::2] <= height).all()
-            assert (scores > detector.conf_threshold).all()
+    with torch.no_grad():
+        outputs = detector([torch.rand(3, 50, 70), torch.rand(3, SIZE, SIZE)])
+    for output in outputs:
+        assert len(output["scores"]) <= detector.max_detections
+        assert (output["scores"] > detector.conf_threshold).all()
+    return outputs
 
 
-@pytest.mark.parametrize("arch", SMALL_ARCHS)
-def test_every_small_arch_trains_and_evaluates(arch):
-    detector = build_detector(arch, ["cell", "platelet", "other"], image_size=SIZE)
-    assert detector.arch == arch and detector.class_names == ["cell", "platelet", "other"]
-    _check_train_and_eval(detector)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("arch", LARGER_ARCHS)
-def test_every_larger_arch_trains_and_evaluates(arch):
-    _check_train_and_eval(build_detector(arch, ["a", "b"], image_size=SIZE))
+def test_losses_and_eval_thresholds():
+    detector = build_detector("yolov8n", ["cell", "platelet", "other"], image_size=SIZE,
+                              conf_threshold=1e-5, max_detections=5)
+    outputs = _check_losses_and_detections(detector)
+    # a fresh head scores ~1e-4: far more than 5 boxes pass the threshold, and 5 are kept
+    assert max(len(output["scores"]) for output in outputs) == 5
 
 
 @pytest.mark.parametrize("arch", ["yolov8n", "yolo11n", "yolov10n"])
@@ -245,7 +227,7 @@ def test_yolo_yaml_builds_from_a_yaml_file(tmp_path):
     reference = build_detector("yolo11n", ["a", "b", "c"])
     assert detector.build_args()["cfg"]["backbone"] == reference.model.yaml["backbone"]
     assert sum(p.numel() for p in detector.parameters()) == sum(p.numel() for p in reference.parameters())
-    _check_train_and_eval(detector)
+    _check_losses_and_detections(detector)
     with pytest.raises(ConfigError, match="no_such.yaml"):
         build_detector("yolo_yaml", ["a"], cfg=str(tmp_path / "no_such.yaml"))
 

@@ -4,7 +4,7 @@
 
 M is anything `detector predict` takes (a run's best.pt, a YOLOv5 / ultralytics .pt, a
 `detector convert` output). Every family and input channel count (1, 3, 4) exports; the YOLO
-families with a dynamic batch, Faster R-CNN one image per run (see detector/models/*_export.py).
+families with a dynamic batch, Faster R-CNN one image per run (see detector/models/<family>/export.py).
 `--nms` puts NMS inside the YOLO graphs (Faster R-CNN's graph always holds it).
 `detector predict --model m.onnx` runs the file with onnxruntime.
 """

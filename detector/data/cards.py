@@ -14,7 +14,8 @@ The image folder of modality m in split s is root / modalities[m] / splits[s].im
 `images`; `labels` (YOLO txt folder, relative to root); `annotations` (COCO json file, or VOC
 Annotations folder, relative to root); `list` (VOC ImageSets file of ids, relative to root).
 Cards are found by name in <repo>/datasets/<name>.yaml, or given as a path. Unknown keys are
-rejected with the nearest valid key.
+rejected with the nearest valid key. This module parses and checks a card; reading the data it
+names is `data.readers.read_card` (the format is checked there, against the readers' table).
 """
 
 from __future__ import annotations
@@ -23,16 +24,13 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 import detector
-from detector.data.records import DatasetRecords
 from detector.errors import DatasetError, suggestion
+from detector.yamlfiles import read_yaml_mapping
 
 CARD_KEYS = ("format", "root", "splits", "classes", "modalities", "ignore_classes",
              "description", "url", "license")
 SPLIT_KEYS = ("images", "labels", "annotations", "list")
-FORMATS = ("coco", "yolo", "voc")
 
 
 def cards_folder() -> Path:
@@ -77,7 +75,7 @@ def find_card(name_or_path: str) -> Path | None:
     """The card file for a name (datasets/<name>.yaml) or a path to a card; None otherwise."""
     path = Path(name_or_path).expanduser()
     if path.suffix.lower() in (".yaml", ".yml"):
-        if path.is_file() and "format" in _load_yaml(path):
+        if path.is_file() and "format" in read_yaml_mapping(path, "dataset card")[0]:
             return path
         return None
     if os.sep in name_or_path or "/" in name_or_path:
@@ -90,16 +88,6 @@ def card_names() -> list[str]:
     return sorted(p.stem for p in cards_folder().glob("*.yaml"))
 
 
-def _load_yaml(path: Path) -> dict:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise DatasetError(f"{path}: cannot read the dataset card: {e}") from e
-    if not isinstance(data, dict):
-        raise DatasetError(f"{path}: expected a YAML mapping, got {type(data).__name__}")
-    return data
-
-
 def _reject_unknown(keys, valid, where: str) -> None:
     for key in keys:
         if key not in valid:
@@ -109,13 +97,13 @@ def _reject_unknown(keys, valid, where: str) -> None:
 def load_card(path: Path) -> DatasetCard:
     """Parse and validate a card; DatasetError naming the file and the key on any mistake."""
     path = Path(path)
-    data = _load_yaml(path)
+    data, _ = read_yaml_mapping(path, "dataset card")
     _reject_unknown(data, CARD_KEYS, str(path))
     for key in ("format", "root", "splits"):
         if key not in data:
             raise DatasetError(f"{path}: missing key {key!r}")
-    if data["format"] not in FORMATS:
-        raise DatasetError(f"{path}: format {data['format']!r} is not one of {', '.join(FORMATS)}")
+    if not isinstance(data["format"], str):
+        raise DatasetError(f"{path}: format must be a name (coco, yolo or voc)")
     splits = data["splits"]
     if not isinstance(splits, dict) or not splits:
         raise DatasetError(f"{path}: splits must be a mapping split -> {{images, labels, ...}}")
@@ -136,62 +124,3 @@ def load_card(path: Path) -> DatasetCard:
                        classes=classes, modalities={str(k): str(v) for k, v in modalities.items()},
                        ignore_classes=list(data.get("ignore_classes") or []),
                        description=str(data.get("description", "")))
-
-
-def read_card(card: DatasetCard, split: str | None = None, modalities=None, images=None,
-              labels=None) -> DatasetRecords:
-    """Read one split of a card into records (see `read_dataset`).
-
-    `modalities` picks a subset of the card's modalities (list of names); `images` / `labels`
-    override the split's folders for the first modality."""
-    from detector.data.readers.coco import read_coco
-    from detector.data.readers.pairing import move_classes_to_ignore, pair_modalities
-    from detector.data.readers.voc import read_voc
-    from detector.data.readers.yolo import read_yolo
-
-    if split is None:
-        if len(card.splits) != 1:
-            raise DatasetError(f"{card.path}: which split? the card has "
-                               f"{', '.join(card.splits)}; pass split= (--split)")
-        split = next(iter(card.splits))
-    if split not in card.splits:
-        raise DatasetError(f"{card.path}: no split {split!r}; the card has "
-                           f"{', '.join(card.splits)}")
-    names = list(card.modalities)
-    if modalities is not None:
-        wanted = list(modalities)
-        unknown = [m for m in wanted if m not in card.modalities]
-        if unknown:
-            raise DatasetError(f"{card.path}: no modality {unknown[0]!r}; the card has "
-                               f"{', '.join(names)}")
-        names = wanted
-    root = card.root_path()
-    if not root.is_dir():
-        raise DatasetError(f"{card.path}: root folder {root} does not exist")
-    entry = card.splits[split]
-    image_dirs = {m: root / card.modalities[m] / entry.get("images", ".") for m in names}
-    first = names[0]
-    if images is not None:
-        image_dirs[first] = Path(images)
-
-    def at_root(key):
-        return root / entry[key] if key in entry else None
-
-    label_dir = Path(labels) if labels is not None else at_root("labels")
-    if card.format == "coco":
-        if "annotations" not in entry:
-            raise DatasetError(f"{card.path}: split {split!r} needs `annotations:` (a COCO json)")
-        records = read_coco(at_root("annotations"), images=image_dirs[first],
-                                        modality=first, classes=card.classes)
-    elif card.format == "yolo":
-        records = read_yolo(root, images=image_dirs[first], labels=label_dir,
-                                        modality=first, classes=card.classes)
-    else:
-        records = read_voc(root, images=image_dirs[first],
-                                      labels=label_dir or at_root("annotations"),
-                                      id_list=at_root("list"), modality=first,
-                                      classes=card.classes, split=None,
-                                      only_images="list" not in entry)
-    records.source = f"{card.name}:{split}"
-    records = move_classes_to_ignore(records, card.ignore_classes, str(card.path))
-    return pair_modalities(records, image_dirs)

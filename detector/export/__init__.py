@@ -5,7 +5,7 @@
     onnx_detector = load_exported("m.onnx")       # the Detector contract, eval mode
 
 Each adapter says what its graph holds through `Detector.export_plan` (detector/models/
-*_export.py); everything here is written once for every family.
+<family>/export.py); everything here is written once for every family.
 """
 
 from detector.export.formats import export_model, is_exported, list_formats, load_exported

@@ -6,7 +6,7 @@
 The graph is the adapter's export plan (detector/export/plan.py) traced with torch.onnx's
 TorchScript-based exporter (`dynamo=False`: torchvision's detection models and the ultralytics
 heads export through it, with dynamic batch, height and width). Input "images" [B,C,H,W] float;
-outputs as the plan names them (docs in detector/models/*_export.py). The file's metadata_props
+outputs as the plan names them (docs in detector/models/<family>/export.py). The file's metadata_props
 hold {"detector": json of describe_detector() + graph_nms}, which `load_onnx` reads back.
 
 The file is written to a temporary name in the target folder and renamed over the target when

@@ -19,13 +19,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from detector.boxes import cxcywh_to_xyxy, denormalize_xyxy
 from detector.data.readers.common import is_data_yaml, clean_boxes, index_images, try_image_size
 from detector.data.records import INFO, DatasetRecords, ImageRecord, Problem
 from detector.errors import DatasetError
 from detector.textfiles import read_text
+from detector.yamlfiles import read_yaml
 
 # data.yaml keys with a string value that are not split folders
 NOT_SPLITS = ("path", "download", "yaml_file")
@@ -62,10 +62,7 @@ def resolve_data_yaml(yaml_path: Path, split: str | None) -> tuple[Path, Path, l
     """(image folder, labels folder, class names) of one split of an ultralytics data.yaml.
 
     split is a key (train/val/test) or the name of the split's folder (train2017)."""
-    try:
-        data = yaml.safe_load(yaml_path.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise DatasetError(f"{yaml_path}: cannot read the data.yaml: {e}") from e
+    data, _ = read_yaml(yaml_path, "data.yaml")
     if not isinstance(data, dict) or "names" not in data:
         raise DatasetError(f"{yaml_path}: expected a YOLO data.yaml with `names`")
     names = read_names(yaml_path, data["names"])

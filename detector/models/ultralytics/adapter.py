@@ -21,7 +21,7 @@ Parts (for freezing): `stem` = layer 0, `backbone.<i>` = layer i+1 up to the bac
 
 Checkpoints written by ultralytics (`yolov8n.pt`, a user's `best.pt`) are pickles of ultralytics
 classes; they are read by `detector.models.safe_unpickle` (nothing from the file runs) and the
-network is rebuilt from the checkpoint's own yaml; see `read_ultralytics_checkpoint`.
+network is rebuilt from the checkpoint's own yaml (network.py); see `read_ultralytics_checkpoint`.
 """
 
 from __future__ import annotations
@@ -38,68 +38,11 @@ from detector.models.detector import Detector, default_modalities
 from detector.models.letterbox import letterbox_batch, nms, pad_batch, unletterbox
 from detector.models.registry import register_model
 from detector.models.ultralytics.loss import detection_losses
-
-# Registered archs: name -> ultralytics model yaml (the letter picks the scale of the family yaml).
-ARCH_YAMLS = {
-    "yolov8n": "yolov8n.yaml", "yolov8s": "yolov8s.yaml", "yolov8m": "yolov8m.yaml",
-    "yolo11n": "yolo11n.yaml", "yolo11s": "yolo11s.yaml", "yolo11m": "yolo11m.yaml",
-    "yolov5nu": "yolov5nu.yaml", "yolov5su": "yolov5su.yaml",
-    "yolov10n": "yolov10n.yaml", "yolo26n": "yolo26n.yaml",
-}
+from detector.models.ultralytics.network import (
+    ARCH_YAMLS, architecture, build_network, load_model_yaml,
+)
 
 ULTRALYTICS_PREFIXES = ("ultralytics.",)
-
-
-def _quiet_ultralytics() -> None:
-    """Import ultralytics with its logger at warnings only (it logs every layer it builds)."""
-    import logging
-
-    from ultralytics.utils import LOGGER
-
-    LOGGER.setLevel(logging.WARNING)
-
-
-def load_model_yaml(spec: str | Path | dict) -> dict:
-    """A model yaml as a plain dict: an ultralytics name ('yolov8n.yaml', the scale letter picks
-    the scale), a path to a yaml file, or a dict (copied)."""
-    if isinstance(spec, dict):
-        return copy.deepcopy(spec)
-    _quiet_ultralytics()
-    from ultralytics.nn.tasks import yaml_model_load
-
-    try:
-        return yaml_model_load(str(spec))
-    except (FileNotFoundError, OSError) as e:
-        raise ConfigError(f"{spec}: no such model yaml (a file, or an ultralytics model name such "
-                          "as yolov8n.yaml)") from e
-
-
-def build_network(cfg: dict, in_channels: int, num_classes: int) -> nn.Module:
-    """ultralytics' DetectionModel for the yaml `cfg` with `in_channels` inputs and `num_classes`."""
-    _quiet_ultralytics()
-    from ultralytics.nn.tasks import DetectionModel
-
-    cfg = copy.deepcopy(cfg)  # DetectionModel writes nc and channels into the dict it gets
-    cfg["nc"] = num_classes
-    try:
-        model = DetectionModel(cfg, ch=in_channels, nc=num_classes, verbose=False)
-    except (KeyError, TypeError, ValueError, IndexError) as e:
-        raise ConfigError(f"model yaml {cfg.get('yaml_file', '<dict>')}: cannot build it ({e})") from e
-    from ultralytics.nn.modules import Detect
-
-    if not isinstance(model.model[-1], Detect):
-        raise ConfigError(f"model yaml {cfg.get('yaml_file', '<dict>')}: its last layer is "
-                          f"{type(model.model[-1]).__name__}, not a Detect head")
-    return model
-
-
-def _architecture(cfg: dict) -> tuple:
-    """What fixes the network's layers in a yaml (not nc, channels or file name)."""
-    scale = cfg.get("scale") or ""
-    scales = cfg.get("scales") or {}
-    return (repr(cfg.get("backbone")), repr(cfg.get("head")), repr(scales.get(scale) if scales else None),
-            repr(cfg.get("depth_multiple")), repr(cfg.get("width_multiple")),
-            cfg.get("end2end"), cfg.get("reg_max"))
 
 
 class YOLODetector(Detector):
@@ -314,7 +257,7 @@ def read_ultralytics_checkpoint(path: str | Path) -> dict | None:
 def _arch_of(cfg: dict) -> str:
     """The registered arch whose yaml builds the same layers as `cfg`, else 'yolo_yaml'."""
     stem = Path(str(cfg.get("yaml_file") or "")).stem
-    if stem in ARCH_YAMLS and _architecture(load_model_yaml(ARCH_YAMLS[stem])) == _architecture(cfg):
+    if stem in ARCH_YAMLS and architecture(load_model_yaml(ARCH_YAMLS[stem])) == architecture(cfg):
         return stem
     return "yolo_yaml"
 
@@ -373,7 +316,7 @@ def _build(arch: str, cfg: dict, class_names: list[str], weights=None, backbone_
 
     path = resolve(weights)  # a file as it is, else a registry name: local, cache, download
     detector = detector_from_ultralytics(path, arch=arch, **options)
-    if arch == "yolo_yaml" and cfg and _architecture(cfg) != _architecture(detector.model.yaml):
+    if arch == "yolo_yaml" and cfg and architecture(cfg) != architecture(detector.model.yaml):
         raise ConfigError(f"{path}: its network is not the one cfg {cfg.get('yaml_file', '')} "
                           "describes; give only weights to use the checkpoint's own yaml")
     if detector.in_channels != in_channels:
