@@ -199,7 +199,7 @@ def test_ctrl_c_during_training_then_resume(tmp_path):
     run = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg"}
     command = [sys.executable, "-m", "detector.cli", "train", str(TINY),
-               f"data.train.source={data}", f"data.val.source={data}", "train.epochs=30",
+               f"data.train.source={data}", "data.val=null", "train.epochs=30",
                "model.options={min_size: 64, max_size: 64}", f"train.out_dir={run}"]
     # a child started from a background job inherits SIGINT ignored, and Python then installs
     # no KeyboardInterrupt handler: give it the default disposition a terminal would

@@ -98,6 +98,7 @@ def _first_step(config, out_dir: Path) -> dict:
         if dataset is not None:
             del dataset.records.images[count:]  # the first images, as the reader found them
     start_run(prepared.detector, prepared.train_data, prepared.val_data, config, out_dir)
+    prepared.val_data = None  # read and decoded above; scoring one image would add nothing
     return prepared.fit(show_progress=False)
 
 

@@ -17,8 +17,9 @@ named after the file, and tested on its data.val unless a test split is given), 
         overrides: {model.backbone_weights: null}
     grid: {train.seed: [0, 1]}            # every run x every combination: imagenet_seed0, ...
 
-Overrides are dotted config keys, validated by detector.config (unknown keys are refused with the
-nearest valid one). Setting `train.stages` in an override drops the inherited `train.preset` and
+The file itself is read as frozen dataclasses (detector/bench/spec.py) by detector.config's own
+validation; overrides are dotted config keys, validated by detector.config against the training
+config (unknown keys are refused with the nearest valid one). Setting `train.stages` in an override drops the inherited `train.preset` and
 `train.epochs` (the stages say both); setting `train.preset` drops inherited `train.stages`.
 Command-line overrides apply to every run, last.
 
