@@ -55,7 +55,7 @@ def prepare(out: Path) -> None:
 
 
 def zero_shot(out: Path) -> None:
-    from detector.benchmark import plan_bench
+    from detector.bench.plan import plan_bench
     from detector.recipe import build_model, read_split
     from detector.evaluation.coco import evaluate
 

@@ -47,6 +47,10 @@ UNREADABLE = {  # image -> the file that replaces it; training's decoder cannot 
 
 @pytest.mark.parametrize("kind", list(UNREADABLE))
 def test_unreadable_images_fail_check_and_training_alike(tmp_path, capsys, kind):
+    # every YOLO family imports ultralytics, which replaces PIL's Image.open with one that
+    # tries to install pi-heif for a file PIL cannot identify: the same line must come out
+    import ultralytics.utils.patches  # noqa: F401
+
     data = make_yolo_dataset(tmp_path / "ds", train=2, val=1, size=64)
     bad = UNREADABLE[kind](tmp_path / "ds" / "images" / "train" / "train0.png")
     before = digest(tmp_path)
@@ -102,6 +106,24 @@ def test_bad_boxes_and_classes_name_file_and_line(tmp_path, capsys, kind):
     label.write_text(line + "\n")
     assert main(["data", "check", str(data), "--split", "train"]) == 1
     assert f"{label}:1: {problem}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({"annotations": [[1, 2, 3]]}, "annotations[0]: expected an object"),
+    ({"annotations": {"id": 1}}, "'annotations': expected a list"),
+    ({"images": [{"id": 1, "file_name": "a.png", "width": "wide", "height": 20}]},
+     "image id 1: expected width and height as numbers"),
+])
+def test_malformed_coco_entries_are_one_line(tmp_path, capsys, change, expected):
+    import json
+
+    Image.new("RGB", (20, 20)).save(tmp_path / "a.png")
+    coco = {"images": [{"id": 1, "file_name": "a.png", "width": 20, "height": 20}],
+            "annotations": [], "categories": [{"id": 1, "name": "a"}], **change}
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(coco))
+    assert main(["data", "check", str(path)]) == 2
+    one_line_error(capsys, path, expected)
 
 
 def test_duplicate_stems_and_missing_partners_are_said(tmp_path, capsys):
