@@ -85,7 +85,7 @@ def _same_run(name: str, parts: list[str]) -> str | None:
     """The grid run whose strategy the advised recipe repeats (None: it differs from all)."""
     import yaml
 
-    from detector.benchmark import plan_bench
+    from detector.bench.plan import plan_bench
     from detector.config import config_to_dict
     from detector.train.freezing import match_parts
 
@@ -211,8 +211,8 @@ def run_grid(names: list[str], lock: str) -> None:
     import dataclasses
     import fcntl
 
-    from detector.bench_runner import run_bench
-    from detector.benchmark import plan_bench
+    from detector.bench.run import run_bench
+    from detector.bench.plan import plan_bench
     from detector.cli import main as cli
 
     for name in names:

@@ -26,7 +26,7 @@ from detector.errors import ConfigError
 from detector.yamlfiles import read_yaml
 
 
-def _frozen_dict() -> types.MappingProxyType:
+def frozen_dict() -> types.MappingProxyType:
     return types.MappingProxyType({})
 
 
@@ -39,7 +39,7 @@ class ModelConfig:
     in_channels: int | None = None  # None: from the data's modalities
     stem_init: Literal["sum", "zero", "mean", "random"] = "sum"
     image_size: int | None = None  # training image size given to the transforms
-    options: dict[str, Any] = field(default_factory=_frozen_dict)  # family-specific build args
+    options: dict[str, Any] = field(default_factory=frozen_dict)  # family-specific build args
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ class DataConfig:
 class StageConfig:
     epochs: int
     train: tuple[str, ...]  # part names or prefixes: head, neck, backbone, backbone.3, stem
-    lr_mult: dict[str, float] = field(default_factory=_frozen_dict)
+    lr_mult: dict[str, float] = field(default_factory=frozen_dict)
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ class AdaptMethodConfig:
     weight: float = 1.0  # multiplies the method's loss
     start_epoch: float = 0.0  # off before (the teacher's burn-in on source labels)
     ramp_epochs: float = 0.0  # strength ramps 0 -> 1 over these epochs from start_epoch (DANN)
-    options: dict[str, Any] = field(default_factory=_frozen_dict)  # method-specific
+    options: dict[str, Any] = field(default_factory=frozen_dict)  # method-specific
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ class TrainConfig:
     eval_backend: Literal["hotcoco", "faster", "pycocotools"] = "hotcoco"
     stages: tuple[StageConfig, ...] | None = None
     preset: Literal["feature_extraction", "finetune_top", "finetune_all"] | None = None
-    lr_mult: dict[str, float] = field(default_factory=_frozen_dict)  # applies to every stage
+    lr_mult: dict[str, float] = field(default_factory=frozen_dict)  # applies to every stage
     layer_decay: float | None = None  # lr *= layer_decay ** depth, depth 0 at the head
     workers: int = 2
     seed: int = 0
@@ -178,16 +178,16 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
     return config_from_dict(data if data is not None else {}, overrides, str(path), lines)
 
 
-def _plain(value: Any) -> Any:
+def plain_data(value: Any) -> Any:
     if dataclasses.is_dataclass(value):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: plain_data(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, (dict, types.MappingProxyType)):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain_data(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain_data(v) for v in value]
     return value
 
 
 def config_to_dict(config: Config) -> dict:
     """The config as plain nested dicts and lists (YAML-safe), every default filled in."""
-    return _plain(config)
+    return plain_data(config)

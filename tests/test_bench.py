@@ -100,7 +100,12 @@ def test_config_hash_ignores_where_the_run_lives():
      "train.preset: expected 'feature_extraction' or 'finetune_top' or 'finetune_all'"),
     (base_bench(runs=[{"name": "a"}, {"name": "a"}]), "run names must be unique; repeated: a"),
     (base_bench(runs=[{"name": "../up"}]), "runs.0.name: expected a folder name"),
-    (base_bench(grid={"train.seed": 3}), "grid.train.seed: expected a non-empty list"),
+    (base_bench(grid={"train.seed": 3}), "grid.train.seed: expected a list of anything, got 3"),
+    (base_bench(grid={"train.seed": []}), "grid.train.seed: expected a non-empty list"),
+    (base_bench(runs=[{"name": 7}]), "runs.0.name: expected a string, got 7"),
+    (base_bench(runs=[{"name": "a", "overrides": ["train.seed=1"]}]),
+     "runs.0.overrides: expected a mapping of anything"),
+    (base_bench(out_dir=["x"]), "out_dir: expected a string or null"),
     ({"runs": [{"name": "a"}]}, "missing key 'base'"),
 ])
 def test_bench_file_errors_name_the_file(tmp_path, capsys, bench, message):

@@ -5,28 +5,12 @@ tests/test_bench.py."""
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from pathlib import Path
 
 from detector.cli import main
+from hostile import digest, one_line_error
 from test_bench import CONFIGS, synthetic_bench_arguments
-
-
-def digest(root: Path) -> dict:
-    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*"))
-            if p.is_file()}
-
-
-def one_line_error(capsys, *names) -> str:
-    """The one error line on stderr (progress bars aside)."""
-    lines = [line for line in capsys.readouterr().err.splitlines()
-             if line.strip() and "%|" not in line]
-    err = "\n".join(lines)
-    assert len(lines) == 1 and err.startswith("error: ") and "Traceback" not in err, err
-    for name in names:
-        assert str(name) in err, err
-    return err
 
 
 def with_out(arguments: list[str], out: Path) -> list[str]:

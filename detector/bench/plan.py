@@ -17,8 +17,9 @@ named after the file, and tested on its data.val unless a test split is given), 
         overrides: {model.backbone_weights: null}
     grid: {train.seed: [0, 1]}            # every run x every combination: imagenet_seed0, ...
 
-Overrides are dotted config keys, validated by detector.config (unknown keys are refused with the
-nearest valid one). Setting `train.stages` in an override drops the inherited `train.preset` and
+The file itself is read as frozen dataclasses (detector/bench/spec.py) by detector.config's own
+validation; overrides are dotted config keys, validated by detector.config against the training
+config (unknown keys are refused with the nearest valid one). Setting `train.stages` in an override drops the inherited `train.preset` and
 `train.epochs` (the stages say both); setting `train.preset` drops inherited `train.stages`.
 Command-line overrides apply to every run, last.
 
@@ -39,21 +40,12 @@ import re
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-import yaml
-
-from detector.config import (
-    Config, DataConfig, SourceConfig, config_from_dict, config_to_dict, load_config,
-)
-from detector.errors import ConfigError, suggestion
-
-BENCH_KEYS = ("base", "data", "runs", "grid", "out_dir")
-RUN_KEYS = ("name", "overrides")
-DATA_KEYS = tuple(f.name for f in fields(DataConfig)) + ("test",)
-SOURCE_KEYS = tuple(f.name for f in fields(SourceConfig))
+from detector.bench.spec import RunSpec, bench_spec, read_yaml
+from detector.config import Config, SourceConfig, config_from_dict, config_to_dict, load_config
+from detector.errors import ConfigError
 # Keys that say nothing about the scores: where the run lives, how many loader processes.
 _NOT_HASHED = ("out_dir", "workers")
 _RESULTS_VERSION = 1
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 @dataclass(frozen=True)
@@ -110,68 +102,6 @@ def config_hash(config: dict) -> str:
     return _digest(_without_nulls({**config, "train": train}))
 
 
-def _nearest(key, valid, where: str) -> ConfigError:
-    return ConfigError(f"{where}: unknown key '{key}'; {suggestion(key, valid)}")
-
-
-def _check_keys(mapping: dict, valid, where: str, prefix: str = "") -> None:
-    for key in mapping:
-        if key not in valid:
-            raise _nearest(f"{prefix}{key}", [f"{prefix}{v}" for v in valid], where)
-
-
-def _source(value, where: str) -> SourceConfig:
-    """A split as `read_dataset` takes it: a string (the source) or a mapping of SOURCE_KEYS."""
-    if isinstance(value, str):
-        return SourceConfig(source=value)
-    if not isinstance(value, dict) or not isinstance(value.get("source"), str):
-        raise ConfigError(f"{where}: expected a source string or a mapping with 'source', got {value!r}")
-    _check_keys(value, SOURCE_KEYS, where, "data.test.")
-    for key in ("format", "split", "images", "labels"):
-        if value.get(key) is not None and not isinstance(value[key], str):
-            raise ConfigError(f"{where}: data.test.{key}: expected a string, got {value[key]!r}")
-    modalities = value.get("modalities")
-    if modalities is not None:
-        if not isinstance(modalities, list) or not all(isinstance(m, str) for m in modalities):
-            raise ConfigError(f"{where}: data.test.modalities: expected a list of names")
-        modalities = tuple(modalities)
-    return SourceConfig(**{**value, "modalities": modalities})
-
-
-def _key_lines(text: str) -> dict[str, int]:
-    """Dotted key ('runs.1.overrides') -> 1-based line in the bench file."""
-    lines: dict[str, int] = {}
-
-    def walk(node, prefix):
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                lines[prefix + str(key.value)] = key.start_mark.line + 1
-                walk(value, f"{prefix}{key.value}.")
-        elif isinstance(node, yaml.SequenceNode):
-            for index, item in enumerate(node.value):
-                lines[f"{prefix}{index}"] = item.start_mark.line + 1
-                walk(item, f"{prefix}{index}.")
-
-    walk(yaml.compose(text), "")
-    return lines
-
-
-def _read_yaml(path: Path) -> tuple[dict, dict[str, int]]:
-    try:
-        text = path.read_text()
-        data = yaml.safe_load(text)
-        lines = _key_lines(text) if text.strip() else {}
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read the config ({e.strerror or e})") from e
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: not valid YAML ({getattr(e, 'problem', e)})") from e
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping (a train config or a bench with 'runs')")
-    return data, lines
-
-
 def is_bench_file(data: dict) -> bool:
     """A bench file has `runs`, `grid` or `base`; a train config has `model`."""
     return any(key in data for key in ("runs", "grid", "base"))
@@ -198,15 +128,10 @@ def _cli_keys(overrides) -> list[str]:
     return [text.partition("=")[0].strip() for text in overrides]
 
 
-def _grid(grid, where: str) -> list[tuple[str, dict]]:
+def _grid(grid: dict) -> list[tuple[str, dict]]:
     """[(name suffix, {dotted key: value})] for every combination of the grid's values."""
     if not grid:
         return [("", {})]
-    if not isinstance(grid, dict):
-        raise ConfigError(f"{where}: grid: expected a mapping of key: [values]")
-    for key, values in grid.items():
-        if not isinstance(values, list) or not values:
-            raise ConfigError(f"{where}: grid.{key}: expected a non-empty list of values")
     combos = []
     for chosen in itertools.product(*[list(enumerate(v)) for v in grid.values()]):
         parts, overrides = [], {}
@@ -223,54 +148,30 @@ def _load_base(base, bench_path: Path, lines: dict) -> tuple[dict, str, dict[str
     if isinstance(base, dict):
         inner = {k[len("base."):]: v for k, v in lines.items() if k.startswith("base.")}
         return base, str(bench_path), inner
-    if not isinstance(base, str):
-        raise ConfigError(f"{bench_path}:{lines.get('base', 1)}: base: expected a train config "
-                          f"path or a mapping, got {base!r}")
     path = Path(base).expanduser()
     if not path.is_absolute() and (bench_path.parent / path).is_file():
         path = bench_path.parent / path  # relative to the bench file, else to the working folder
-    data, base_lines = _read_yaml(path)
+    data, base_lines = read_yaml(path)
     return data, str(path), base_lines
 
 
-def _plan_bench_file(path: Path, overrides: list[str],
+def _plan_bench_file(path: Path, data: dict, lines: dict[str, int], overrides: list[str],
                      test: SourceConfig | None) -> tuple[list[BenchRun], str | None]:
-    data, lines = _read_yaml(path)
-    _check_keys(data, BENCH_KEYS, str(path))
-    if "base" not in data:
-        raise ConfigError(f"{path}: missing key 'base' (a train config path or mapping)")
-    base, base_name, base_lines = _load_base(data["base"], path, lines)
-    if data.get("data") is not None:
-        bench_data = data["data"]
-        where = f"{path}:{lines.get('data', 1)}"
-        if not isinstance(bench_data, dict):
-            raise ConfigError(f"{where}: data: expected a mapping")
-        _check_keys(bench_data, DATA_KEYS, where, "data.")
-        if "test" in bench_data and test is None:
-            test = _source(bench_data["test"], f"{path}:{lines.get('data.test', 1)}")
+    spec = bench_spec(data, path, lines)
+    base, base_name, base_lines = _load_base(spec.plain_base(), path, lines)
+    if spec.data is not None:
+        if spec.data.test is not None and test is None:
+            test = spec.data.test
         # The bench's data replaces the base's; its lines are in another file.
-        base = {**base, "data": {k: v for k, v in bench_data.items() if k != "test"}}
+        base = {**base, "data": spec.plain_data()}
         base_lines = {k: v for k, v in base_lines.items() if not k.startswith("data")}
-    runs = data.get("runs") or [{"name": "base"}]
-    if not isinstance(runs, list):
-        raise ConfigError(f"{path}:{lines.get('runs', 1)}: runs: expected a list of {{name, overrides}}")
-    grid = _grid(data.get("grid"), f"{path}:{lines.get('grid', 1)}")
+    grid = _grid(config_to_dict(spec)["grid"])  # plain lists and dicts, as JSON writes them
     planned = []
-    for index, entry in enumerate(runs):
+    for index, entry in enumerate(spec.runs or (RunSpec("base"),)):
         where = f"{path}:{lines.get(f'runs.{index}', lines.get('runs', 1))}"
-        if not isinstance(entry, dict):
-            raise ConfigError(f"{where}: runs.{index}: expected a mapping with name and overrides")
-        _check_keys(entry, RUN_KEYS, where, f"runs.{index}.")
-        name = entry.get("name")
-        if not isinstance(name, str) or not _NAME.match(name):
-            raise ConfigError(f"{where}: runs.{index}.name: expected a folder name (letters, "
-                              f"digits, '.', '_', '-'), got {name!r}")
-        run_overrides = entry.get("overrides") or {}
-        if not isinstance(run_overrides, dict):
-            raise ConfigError(f"{where}: runs.{index}.overrides: expected a mapping of "
-                              f"dotted keys, e.g. {{model.arch: ..., train.seed: 1}}")
+        name = entry.name
         for suffix, grid_overrides in grid:
-            texts = _override_texts({**run_overrides, **grid_overrides})
+            texts = _override_texts({**config_to_dict(entry)["overrides"], **grid_overrides})
             texts += _strategy_overrides(_cli_keys(overrides)) + list(overrides)
             try:
                 config = config_from_dict(base, texts, base_name, base_lines)
@@ -280,10 +181,7 @@ def _plan_bench_file(path: Path, overrides: list[str],
     if test is None:
         test = _default_test([config for _, _, config in planned], str(path))
     runs = [BenchRun(name, group, config, test) for name, group, config in planned]
-    out_dir = data.get("out_dir")
-    if out_dir is not None and not isinstance(out_dir, str):
-        raise ConfigError(f"{path}:{lines.get('out_dir', 1)}: out_dir: expected a folder path")
-    return runs, out_dir
+    return runs, spec.out_dir
 
 
 def _default_test(configs: list[Config], where: str) -> SourceConfig:
@@ -303,14 +201,15 @@ def plan_bench(paths: list[str | Path], overrides: list[str] = (), out_dir: str 
     if not paths:
         raise ConfigError("detector bench: give a bench file or one or more train configs")
     overrides = list(overrides)
-    headers = {path: _read_yaml(path)[0] for path in paths}
+    read = {path: read_yaml(path) for path in paths}
+    headers = {path: data for path, (data, _) in read.items()}
     bench_files = [path for path, data in headers.items() if is_bench_file(data)]
     file_out = None
     if bench_files:
         if len(paths) > 1:
             raise ConfigError(f"{bench_files[0]}: a bench file (with runs/grid/base) must be the only "
                               f"CONFIG; list the train configs in its runs instead")
-        runs, file_out = _plan_bench_file(paths[0], overrides, test)
+        runs, file_out = _plan_bench_file(paths[0], *read[paths[0]], overrides, test)
     else:
         runs = []
         for path in paths:

@@ -44,6 +44,44 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+def guard_outputs(args, recipe: Path, plot: Path, claim: bool = False) -> None:
+    """The recipe and the plot through the write guard (detector/outputs.py): checked before
+    anything is measured, claimed (`claim`) once there is something to write. Never into the
+    data's card or annotation file, a model or a file of the user's, and no plot among the
+    unlabelled images (write_recipe also knows a recipe an earlier advise wrote by its header)."""
+    from detector.data.inputs import source_paths
+    from detector.errors import ConfigError
+    from detector.outputs import check_outputs, claim_file
+
+    if plot.suffix.lower() not in PLOT_SUFFIXES:
+        raise ConfigError(f"--plot {plot}: expected an image file name ending in "
+                          f"{', '.join(PLOT_SUFFIXES)}")
+    reads = source_paths(args.data)[0] + [Path(m) for m in args.model or () if Path(m).is_file()]
+    for flag, path in (("--out", recipe), ("--plot", plot)):
+        # a PNG in the --unlabelled folder would be measured as one of its images next time
+        folders = [Path(args.unlabelled)] if args.unlabelled and flag == "--plot" else []
+        guard = dict(flag=flag, reads=reads, read_folders=folders,
+                     overwrite=_written_by_advise(path))
+        if claim:
+            claim_file(path, **guard)
+        elif path.is_dir():
+            raise ConfigError(f"{flag} {path}: is a folder; expected a file path")
+        else:
+            check_outputs(path.parent, [path.name], **guard)
+
+
+def _written_by_advise(path: Path) -> bool:
+    from detector.advisor.recipe import HEADER
+
+    try:
+        return path.suffix in (".yaml", ".yml") and path.read_text().startswith(HEADER)
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def run(args) -> int:
     from detector.advisor.advisor import DEFAULT_MODELS, advise
     from detector.advisor.plot import plot_gap_profiles
@@ -55,14 +93,16 @@ def run(args) -> int:
                         ("--batch-size", args.batch_size)):
         if value is not None and value < 1:
             raise ConfigError(f"{flag}: expected at least 1, got {value}")
+    out = Path(args.out) if args.out else Path("runs/advise") / Path(args.data).stem / "recipe.yaml"
+    plot = Path(args.plot) if args.plot else out.with_name(out.stem + "_gap.png")
+    guard_outputs(args, out, plot)
     advice = advise(args.data, models=args.model or DEFAULT_MODELS, split=args.split,
                     val_split=args.val_split, modalities=args.modalities,
                     max_images=args.images, epochs=args.epochs, image_size=args.image_size,
                     batch_size=args.batch_size, unlabelled=args.unlabelled,
                     distance=args.distance)
-    out = Path(args.out) if args.out else Path("runs/advise") / Path(args.data).stem / "recipe.yaml"
+    guard_outputs(args, out, plot, claim=True)
     recipe = write_recipe(advice, out, out_dir=args.run_dir)
-    plot = Path(args.plot) if args.plot else recipe.with_name(recipe.stem + "_gap.png")
     chosen = advice.chosen
     plot_gap_profiles({p.view: p for p in chosen.profiles}, plot,
                       title=f"{advice.source} under {chosen.candidate.spec}: gap per BatchNorm layer",

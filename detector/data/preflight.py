@@ -117,6 +117,10 @@ def check_training(train_data, val_data, detector, *, epochs=None, stages=None, 
         if records is None:
             continue
         warn(records.problems)
+        # an image whose header the reader could not read is left out of the records; the
+        # training decoder could not read it either, so it stops the run as a pixel error does
+        errors += [str(p) for p in records.problems
+                   if p.kind == "corrupt_image" and p.severity == ERROR]
         if len(records) == 0:
             errors.append(f"{records.source}: the {what} split has no usable images")
             continue

@@ -24,7 +24,7 @@ class Problem:
 
     kind is one of: corrupt_image, missing_image, box_outside_image, zero_size_box, unknown_class,
     image_without_label, empty_label_file, modality_size_mismatch, missing_pair, duplicate_id,
-    missing_size, dangling_annotation, bad_label_line.
+    missing_size, dangling_annotation, bad_label_line, duplicate_stem.
     """
 
     file: str

@@ -122,7 +122,14 @@ def read_coco(json_path, images=None, modality: str = "rgb",
         problems.append(Problem(where, "no_annotations", "'annotations' is empty: every image "
                                 "is a negative", severity=WARNING))
     annotations = defaultdict(list)
-    for ann in data.get("annotations", []):
+    listed = data.get("annotations") or []
+    if not isinstance(listed, list):
+        raise DatasetError(f"{json_path}: 'annotations': expected a list of objects, got "
+                           f"{type(listed).__name__}")
+    for index, ann in enumerate(listed):
+        if not isinstance(ann, dict):
+            raise DatasetError(f"{json_path}: annotations[{index}]: expected an object "
+                               f"{{id, image_id, category_id, bbox}}, got {str(ann)[:80]}")
         if ann.get("image_id") not in entries:
             problems.append(Problem(where, "dangling_annotation",
                                     f"annotation id {ann.get('id')} refers to image id "
@@ -138,6 +145,10 @@ def read_coco(json_path, images=None, modality: str = "rgb",
                                     f"image id {image_id} of {json_path.name} has no file"))
             continue
         width, height = entry.get("width"), entry.get("height")
+        if not all(value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                     and value >= 0) for value in (width, height)):
+            raise DatasetError(f"{json_path}: image id {image_id}: expected width and height as "
+                               f"numbers (0 or absent: read from the image), got {width!r} x {height!r}")
         if not width or not height:
             size = try_image_size(path, problems)
             if size is None:

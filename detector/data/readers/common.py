@@ -15,19 +15,28 @@ from PIL import UnidentifiedImageError
 
 from detector.boxes import clip_xyxy, degenerate_xyxy, outside_image_xyxy
 from detector.data.images import image_size
-from detector.data.records import Problem
+from detector.data.records import WARNING, Problem
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 # how many stems a missing_pair message lists before it says "... and N more"
 _LISTED_STEMS = 10
 
 
-def index_images(folder: Path) -> dict[str, Path]:
-    """stem -> image path for every image file directly in `folder` (sorted, first suffix wins)."""
+def index_images(folder: Path, problems: list[Problem] | None = None) -> dict[str, Path]:
+    """stem -> image path for every image file directly in `folder` (sorted, first suffix wins).
+
+    Labels and pair partners are matched by stem, so two images sharing one (x.jpg, x.png)
+    cannot both be used: the first is, and each other one is reported in `problems` as a
+    `duplicate_stem` warning (where a list is given) instead of vanishing without a word."""
     found: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
         if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
-            found.setdefault(path.stem, path)
+            kept = found.setdefault(path.stem, path)
+            if kept != path and problems is not None:
+                problems.append(Problem(str(path), "duplicate_stem",
+                                        f"shares its stem with {kept.name}, which is read with "
+                                        f"the stem's labels; this file is left out",
+                                        severity=WARNING))
     return found
 
 

@@ -29,7 +29,7 @@ def pair_modalities(records: DatasetRecords,
         folder = modality_dirs[name]
         if not folder.is_dir():
             raise DatasetError(f"{folder}: expected a folder of {name} images (modality {name!r})")
-        partners = index_images(folder)
+        partners = index_images(folder, records.problems)
         missing = [r.stem for r in kept if r.stem not in partners]
         if missing:
             records.problems.append(Problem(

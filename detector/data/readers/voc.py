@@ -103,12 +103,12 @@ def read_voc(source, split: str | None = None, images=None, labels=None, id_list
         xml_files = [xml_dir / f"{stem}.xml" for stem in _read_ids(Path(id_list))]
     else:
         xml_files = all_xml
-    image_files = index_images(image_dir)
+    problems: list[Problem] = []
+    image_files = index_images(image_dir, problems)
     if only_images:
         xml_files = [xml_dir / f"{stem}.xml" for stem in image_files]
     names = list(classes) if classes is not None else class_names_in(all_xml)
     label_of = {name: i for i, name in enumerate(names)}
-    problems: list[Problem] = []
     if classes is None:  # names found in the files: a typo in the case makes a class of its own
         by_fold: dict[str, list[str]] = {}
         for name in names:

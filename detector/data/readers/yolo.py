@@ -176,7 +176,7 @@ def _names_from_classes_txt(labels: Path) -> list[str] | None:
 def _read_folders(images: Path, labels: Path, names: list[str] | None, modality: str,
                   source: str) -> DatasetRecords:
     problems: list[Problem] = []
-    image_files = index_images(images)
+    image_files = index_images(images, problems)
     label_files = {p.stem: p for p in sorted(labels.glob("*.txt")) if p.name != "classes.txt"}
     for stem in sorted(set(label_files) - set(image_files)):
         problems.append(Problem(str(label_files[stem]), "missing_image", f"no image {stem}.* for this "
