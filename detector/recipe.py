@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from detector.config import Config, SourceConfig, TrainConfig, config_to_dict
-from detector.errors import CheckpointError, ConfigError
+from detector.errors import CheckpointError, ConfigError, DatasetError
 
 # TrainConfig fields that are not `fit` arguments as they are
 _NOT_FIT = ("out_dir",)
@@ -45,6 +45,10 @@ def build_data(config: Config):
 
     data = config.data
     train_records = read_split(data.train, data.train.modalities or data.modalities)
+    if not train_records.class_names:  # before the label problems it causes are counted
+        raise DatasetError(f"data.train: {train_records.source} names no classes; expected at "
+                           "least one (YOLO data.yaml `names`, a card's `classes`, COCO "
+                           "`categories`, or VOC <object><name>)")
     _report_problems(train_records, "train")
     if len(train_records) == 0:
         raise ConfigError(f"data.train: {data.train.source} (split {data.train.split}) has no images")

@@ -15,7 +15,9 @@ augmented + letterboxed by the transforms, then stacked along channels in the or
 
 with returned = original * scale + pad for each coordinate. With transforms=None the image keeps
 its original size (scale 1, pad 0): evaluation feeds original images and the detector resizes
-internally.
+internally. When the transforms hold a Mosaic (data/mosaic.py) a sample may be four records
+tiled into one before the transforms run; its scale and pad then describe the mosaic, not
+record i (training reads only boxes and labels).
 """
 
 from __future__ import annotations
@@ -82,8 +84,15 @@ class DetectionDataset(Dataset):
 
     def __getitem__(self, index: int):
         record = self.records.images[index]
-        images = self.load_images(index)
-        boxes, labels, ignore = record.boxes, record.labels, record.ignore
+        mosaic = getattr(self.transforms, "mosaic", None)
+        if mosaic is not None and mosaic.applies():
+            samples = [(self.load_images(i), self.records.images[i].boxes,
+                        self.records.images[i].labels, self.records.images[i].ignore)
+                       for i in mosaic.indices(index, len(self))]
+            images, boxes, labels, ignore = mosaic.combine(samples, self.transforms.image_size)
+        else:
+            images = self.load_images(index)
+            boxes, labels, ignore = record.boxes, record.labels, record.ignore
         scale, pad = (1.0, 1.0), (0.0, 0.0)
         if self.transforms is None:
             if self.long_side is not None:

@@ -8,6 +8,9 @@
       - GaussianBlur                                            # a bare name: default arguments
       - {MotionBlur: {p: 0.2}}                                  # {name: {arguments}} also works
 
+`Mosaic` ({name: Mosaic, p: 1.0}, first in the list) tiles four samples into one before the
+other transforms (see detector/data/mosaic.py); the dataset draws the other three.
+
 Each entry names an albumentations transform and its keyword arguments.
 - Geometric transforms (albumentations `DualTransform`: flips, affine, crops, ...) move every
   modality identically: the modalities are stacked into one [H,W,C] array and transformed in one
@@ -161,15 +164,19 @@ class DetectionTransforms:
     Images come back float32 0..1 (integer input is converted with images.to_float); boxes and
     ignore as float32 xyxy pixels of the returned images, labels int64."""
 
-    def __init__(self, steps: list, image_size: int | None, min_visibility: float):
+    def __init__(self, steps: list, image_size: int | None, min_visibility: float,
+                 mosaic=None):
         # steps: ("geometric", Compose) or ("photometric", modalities or None, Compose)
         self.steps = steps
         self.image_size = image_size
         self.min_visibility = min_visibility
+        # a data.mosaic.Mosaic or None: DetectionDataset combines four samples before calling us
+        self.mosaic = mosaic
         self._seeded_from = None
 
     def __repr__(self) -> str:
-        names = [type(t).__name__ for step in self.steps for t in step[-1].transforms]
+        names = ["Mosaic"] if self.mosaic is not None else []
+        names += [type(t).__name__ for step in self.steps for t in step[-1].transforms]
         return f"DetectionTransforms({names}, image_size={self.image_size})"
 
     def _reseed(self) -> None:
@@ -305,9 +312,13 @@ def build_transforms(spec: list | None = None, image_size: int | None = None,
                                min_visibility=min_visibility, clip=True,
                                filter_invalid_bboxes=True)
     steps: list = []
+    mosaic = None
     for index, entry in enumerate(entries):
         where = f"augment[{index}]"
         name, arguments, targets = _parse_entry(entry, where)
+        if name == "Mosaic":
+            mosaic = _make_mosaic(arguments, targets, index, min_visibility, where)
+            continue
         transform = _make_transform(name, arguments, where)
         if isinstance(transform, A.DualTransform):
             if targets is not None:
@@ -326,11 +337,26 @@ def build_transforms(spec: list | None = None, image_size: int | None = None,
         else:
             steps.append(["photometric", targets, [transform]])
     if not train:
-        steps = []
+        steps, mosaic = [], None
     built = []
     for step in steps:
         if step[0] == "geometric":
             built.append(("geometric", A.Compose(step[1], bbox_params=bbox_params)))
         else:
             built.append(("photometric", step[1], A.Compose(step[2])))
-    return DetectionTransforms(built, image_size, min_visibility)
+    return DetectionTransforms(built, image_size, min_visibility, mosaic)
+
+
+def _make_mosaic(arguments: dict, targets, index: int, min_visibility: float, where: str):
+    """The Mosaic of an `augment` entry; it mixes whole samples, so it runs first."""
+    from detector.data.mosaic import Mosaic
+
+    if index != 0:
+        raise ConfigError(f"{where}: Mosaic combines four whole samples before any other "
+                          "transform; list it first")
+    if targets is not None:
+        raise ConfigError(f"{where}: Mosaic moves every modality; remove `modality:`")
+    unknown = [key for key in arguments if key != "p"]
+    if unknown:
+        raise ConfigError(f"{where}: Mosaic has no argument {unknown[0]!r}; valid: p")
+    return Mosaic(arguments.get("p", 1.0), min_visibility)
