@@ -13,7 +13,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Callable
 
-from detector.errors import ConfigError
+from detector.errors import ConfigError, suggestion
 
 # Modules whose import registers their archs. Listed, not discovered: nothing sniffs names.
 ADAPTER_MODULES = ("detector.models.rcnn", "detector.models.ultralytics", "detector.models.yolov5")
@@ -42,12 +42,8 @@ def register_model(name: str, family: str):
 
 
 def _load_adapters() -> None:
-    for module in ADAPTER_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name != module:  # a missing dependency inside an adapter is a real error
-                raise
+    for module in ADAPTER_MODULES:  # a family that fails to import is an error, never skipped
+        importlib.import_module(module)
 
 
 def list_models(family: str | None = None) -> list[str]:
@@ -59,7 +55,8 @@ def list_models(family: str | None = None) -> list[str]:
 def get_model_entry(arch: str) -> ModelEntry:
     _load_adapters()
     if arch not in _MODELS:
-        raise ConfigError(f"unknown model {arch!r}; valid models: {', '.join(sorted(_MODELS))}")
+        hint = suggestion(arch, sorted(_MODELS), what="valid models")
+        raise ConfigError(f"model.arch: unknown model {arch!r}; {hint}")
     return _MODELS[arch]
 
 

@@ -133,6 +133,16 @@ def _default_evaluate(detector, data, *, backend, batch_size, device):
     return evaluate(detector, data, backend=backend, batch_size=batch_size, device=device)
 
 
+def _open_run(out_dir: Path, config: dict | None, loggers):
+    """The run folder with its config.yaml (the resolved config, when given); returns the
+    loggers (train/loggers.py) that write into it."""
+    run_loggers = build_loggers(loggers, out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if config is not None:
+        write_atomically(out_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+    return run_loggers
+
+
 def _make_loader(train_data, context, batch_size: int, workers: int, seed: int, collate_fn,
                  device: torch.device):
     """(loader, sampler) over this process's share of each global batch of `batch_size`."""
@@ -227,11 +237,7 @@ def fit(detector: nn.Module, train_data: Dataset, val_data: Dataset | None = Non
     detector = sync_batchnorm(detector, context, device, sync_bn)
     evaluate_fn = evaluate_fn or _default_evaluate
     out_dir = Path(out_dir)
-    run_loggers = build_loggers(loggers, out_dir) if context.is_main else None
-    if context.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        if config is not None:
-            write_atomically(out_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+    run_loggers = _open_run(out_dir, config, loggers) if context.is_main else None
     if batch_size % context.world_size:
         raise ConfigError(f"train.batch_size {batch_size} does not split over {context.world_size} processes")
     seed_everything(seed + context.rank)

@@ -40,7 +40,7 @@ from torchvision.models.detection.faster_rcnn import FasterRCNN, FastRCNNPredict
 from torchvision.ops import FrozenBatchNorm2d, MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-from detector.errors import ConfigError
+from detector.errors import ConfigError, suggestion
 from detector.models.detector import Detector, default_modalities
 from detector.models.rcnn.weights import load_backbone_weights, load_detector_weights
 from detector.models.registry import register_model
@@ -258,10 +258,11 @@ def _freeze_batchnorm(module: nn.Module, eps: float | None = None) -> None:
 def _check_options(arch: str, options: dict) -> None:
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
-        raise ConfigError(f"{arch}: unknown option(s) {', '.join(unknown)}; valid options: "
-                          f"{', '.join(OPTIONS)}")
+        raise ConfigError(f"model.options: unknown option(s) {', '.join(unknown)} for {arch}; "
+                          f"{suggestion(unknown[0], OPTIONS, what='valid options')}")
     if options.get("norm") is not None and options["norm"] not in NORMS:
-        raise ConfigError(f"{arch}: norm must be one of {', '.join(NORMS)}, got {options['norm']!r}")
+        raise ConfigError(f"model.options.norm: {arch} takes one of {', '.join(NORMS)}, got "
+                          f"{options['norm']!r}")
 
 
 def _size_kwargs(options: dict) -> dict:
