@@ -221,11 +221,14 @@ def test_ctrl_c_during_training_then_resume(tmp_path):
     run = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MPLBACKEND": "Agg"}
     command = [sys.executable, "-m", "detector.cli", "train", str(TINY),
-               f"data.train.source={data}", "data.val=null", "train.epochs=30",
+               f"data.train.source={data}", f"data.val.source={data}", "train.epochs=30",
                "model.options={min_size: 64, max_size: 64}", f"train.out_dir={run}"]
     # a child started from a background job inherits SIGINT ignored, and Python then installs
     # no KeyboardInterrupt handler: give it the default disposition a terminal would
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    # stderr to a file, not a pipe nobody drains until the end: a child blocked writing its
+    # progress bars into a full pipe can lose the KeyboardInterrupt raised inside that write
+    stderr = (tmp_path / "stderr.txt").open("w")
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr,
                                text=True, preexec_fn=lambda: signal.signal(signal.SIGINT,
                                                                            signal.SIG_DFL))
     try:
@@ -234,11 +237,13 @@ def test_ctrl_c_during_training_then_resume(tmp_path):
                 process.wait(0.2)
             except subprocess.TimeoutExpired:
                 pass
-        assert process.poll() is None, process.communicate()[1]
+        assert process.poll() is None, (tmp_path / "stderr.txt").read_text()
         process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=300)
+        process.wait(timeout=300)
     finally:
         process.kill()
+        stderr.close()
+    err = (tmp_path / "stderr.txt").read_text()
     assert process.returncode == 130, err
     assert error_lines(err) == ["interrupted"] and "Traceback" not in err
     saved = load_checkpoint(run / "last.pt")["epoch"]

@@ -3,7 +3,6 @@ is one line naming its file, key or flag (exit non-zero, no traceback)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -12,20 +11,8 @@ import pytest
 from PIL import Image
 
 from detector.cli import main
+from hostile import digest, one_line_error
 from test_train_cli import TINY, make_yolo_dataset
-
-
-def digest(root: Path) -> dict:
-    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*"))
-            if p.is_file() and not p.is_symlink()}
-
-
-def one_line_error(capsys, *names) -> str:
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
-    for name in names:
-        assert str(name) in err, err
-    return err
 
 
 @pytest.mark.parametrize("link", [True, False])
