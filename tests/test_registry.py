@@ -40,3 +40,9 @@ def test_an_unknown_name_lists_the_valid_ones():
 def test_every_family_is_registered():
     families = {get_model_entry(name).family for name in list_models()}
     assert {"rcnn", "yolo", "yolov5"} <= families
+
+
+def test_an_unknown_name_names_its_key_and_the_nearest_model():
+    with pytest.raises(ConfigError, match=r"^model\.arch: unknown model 'yolov8nn'; did you mean "
+                                          r"'yolov8n'\? valid models: "):
+        get_model_entry("yolov8nn")

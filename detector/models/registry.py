@@ -55,8 +55,9 @@ def list_models(family: str | None = None) -> list[str]:
 def get_model_entry(arch: str) -> ModelEntry:
     _load_adapters()
     if arch not in _MODELS:
-        hint = suggestion(arch, sorted(_MODELS), what="valid models")
-        raise ConfigError(f"model.arch: unknown model {arch!r}; {hint}")
+        near = suggestion(arch, sorted(_MODELS), what=None)
+        raise ConfigError(f"model.arch: unknown model {arch!r}; {near + ' ' if near else ''}"
+                          f"valid models: {', '.join(sorted(_MODELS))}")
     return _MODELS[arch]
 
 
