@@ -55,10 +55,20 @@ def _stand_ins(tmp_path: Path) -> dict[str, str]:
     card = yaml.safe_load(thermal.read_text())
     thermal.write_text(yaml.safe_dump({**card, "names": ["Person", "Car", "Bicycle",
                                                          "OtherVehicle"]}))
+    # benchmarks/adapt_llvip_visible_to_ir.py writes one class, `person`, with train, test and
+    # oracle splits: the same layout, that class alone (label 0 lines kept)
+    llvip = make_yolo_dataset(tmp_path / "llvip_visible_to_ir", train=2, val=1, size=SIZE)
+    for labels in (llvip.parent / "labels").rglob("*.txt"):
+        labels.write_text("".join(line for line in labels.read_text().splitlines(keepends=True)
+                                  if line.startswith("0 ")))
+    card = yaml.safe_load(llvip.read_text())
+    llvip.write_text(yaml.safe_dump({**card, "test": card["val"], "oracle": card["train"],
+                                     "names": ["person"]}))
     return {"data/synthetic/synthetic.yaml": str(synthetic),
             "runs/demo/data/synthetic.yaml": str(synthetic),
             "path/to/your/dataset": str(custom),
-            "runs/data/coco128_hit_uav/data.yaml": str(thermal)}
+            "runs/data/coco128_hit_uav/data.yaml": str(thermal),
+            "runs/data/llvip_visible_to_ir/data.yaml": str(llvip)}
 
 
 def _first_step_config(config, stand_ins: dict[str, str]):
