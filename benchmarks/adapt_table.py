@@ -64,6 +64,7 @@ def table(out_dir: Path, groups: dict[str, list[list[dict]]]) -> str:
 def plot(out_dir: Path, groups: dict[str, list[list[dict]]], path: Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     zero = json.loads((out_dir / "zero_shot.json").read_text()) if (out_dir / "zero_shot.json").is_file() else None
     figure = Figure(figsize=(7, 4), dpi=100)
@@ -78,6 +79,7 @@ def plot(out_dir: Path, groups: dict[str, list[list[dict]]], path: Path) -> None
         points = ([(0, zero["AP50"])] if zero else []) + [
             (epoch, statistics.fmean(values)) for epoch, values in sorted(by_epoch.items())]
         axes.plot(*zip(*points), marker="o", label=f"{group} (n={len(runs)})")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.set_xlabel("epoch (0: the pretrained model, zero-shot)")
     axes.set_ylabel("test mAP50, mean over seeds")
     axes.set_title(out_dir.name)
