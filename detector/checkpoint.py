@@ -53,7 +53,10 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
     if missing:
         raise ValueError(f"checkpoint state lacks {', '.join(missing)}")  # a caller's bug
     state = {**state, "format_version": state.get("format_version", FORMAT_VERSION)}
-    write_atomically(path, lambda f: torch.save(state, f))
+    # torch.serialization.save, not torch.save: importing ultralytics rebinds torch.save to a
+    # wrapper that retries on RuntimeError, which is what a Ctrl-C inside the zip writer
+    # becomes: the interrupt was swallowed and the retry appended a second copy to `f`
+    write_atomically(path, lambda f: torch.serialization.save(state, f))
 
 
 def read_weights_only(path: str | Path) -> object:

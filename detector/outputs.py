@@ -19,6 +19,9 @@ them again next time (a second `data convert` into the same folder, `bench` reus
 from __future__ import annotations
 
 import os
+import signal
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 from detector.errors import ConfigError
@@ -133,10 +136,35 @@ def remove_outputs(folder, names) -> None:
         pass
 
 
+@contextmanager
+def interrupts_deferred():
+    """Ctrl-C (SIGINT) arriving inside the block is raised as KeyboardInterrupt when the block
+    ends, not in the middle of it. A writer interrupted inside native code (torch's zip writer)
+    turns the interrupt into an unrelated RuntimeError; deferred, the file is whole and the user
+    still gets "interrupted". Outside the main thread (where signals cannot be handled) a no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda number, frame: caught.append(number))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
 def write_atomically(path: str | Path, content) -> None:
     """The toolkit's one way to write a file: `content` (str, bytes, or a function writing to
     a binary file object) goes to a temp file in the same folder, is fsynced and renamed over
-    `path`, so a crash at any moment leaves the old file or the new one, never half of one."""
+    `path`, so a crash at any moment leaves the old file or the new one, never half of one; a
+    Ctrl-C during the write is raised once the file is in place (`interrupts_deferred`)."""
+    with interrupts_deferred():
+        _write_atomically(path, content)
+
+
+def _write_atomically(path: str | Path, content) -> None:
     import tempfile  # here: it imports shutil and random, a tenth of `detector eval` on json
 
     path = Path(path)

@@ -5,6 +5,7 @@
   so CI never skips them silently.
 - `gpu` tests skip with a reason where CUDA is absent.
 - `one_thread`: torch on one thread for the test (tiny tensors).
+- DETECTOR_DATA / DETECTOR_WEIGHTS are made absolute once, for tests that chdir.
 """
 
 from __future__ import annotations
@@ -13,6 +14,13 @@ import os
 from pathlib import Path
 
 import pytest
+
+
+# The README's test command gives ../shared relative to the checkout; tests that chdir into a
+# temp folder (relative out_dirs land there) must still find it, as the CLI would from here.
+for _var in ("DETECTOR_DATA", "DETECTOR_WEIGHTS"):
+    if os.environ.get(_var):
+        os.environ[_var] = str(Path(os.environ[_var]).resolve())
 
 
 def _shared(var: str) -> Path | None:

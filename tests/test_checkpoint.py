@@ -118,3 +118,33 @@ def test_foreign_and_wrong_version_and_missing(tmp_path):
         load_checkpoint(incomplete)
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         load_checkpoint(tmp_path / "absent.pt")
+
+
+def test_ctrl_c_in_the_middle_of_a_write_comes_after_the_whole_file(tmp_path):
+    """A SIGINT halfway through the bytes is held until the file is renamed into place: the new
+    file is whole, then KeyboardInterrupt (a Ctrl-C inside torch's zip writer otherwise becomes a
+    RuntimeError, which ultralytics' torch.save wrapper even retries)."""
+    import signal
+
+    path = tmp_path / "metrics.csv"
+
+    def content(f):
+        f.write(b"first half,")
+        os.kill(os.getpid(), signal.SIGINT)
+        f.write(b"second half\n")
+
+    with pytest.raises(KeyboardInterrupt):
+        outputs.write_atomically(path, content)
+    assert path.read_bytes() == b"first half,second half\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.csv"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+
+def test_checkpoints_are_written_by_torch_itself_not_a_retrying_wrapper(tmp_path, monkeypatch):
+    import torch.serialization
+
+    calls = []
+    monkeypatch.setattr(torch, "save", lambda *a, **k: calls.append(a))  # as ultralytics does
+    save_checkpoint(tmp_path / "last.pt", make_state(epoch=4))
+    assert calls == [] and load_checkpoint(tmp_path / "last.pt")["epoch"] == 4
+    assert torch.serialization.save is not torch.save
