@@ -149,6 +149,10 @@ def interrupts_deferred():
     previous = signal.signal(signal.SIGINT, lambda number, frame: caught.append(number))
     try:
         yield
+    except BaseException as e:
+        if caught:  # the block failed too: the user's Ctrl-C still wins, with the failure as cause
+            raise KeyboardInterrupt from e
+        raise
     finally:
         signal.signal(signal.SIGINT, previous)
     if caught:

@@ -148,3 +148,16 @@ def test_checkpoints_are_written_by_torch_itself_not_a_retrying_wrapper(tmp_path
     save_checkpoint(tmp_path / "last.pt", make_state(epoch=4))
     assert calls == [] and load_checkpoint(tmp_path / "last.pt")["epoch"] == 4
     assert torch.serialization.save is not torch.save
+
+
+def test_ctrl_c_during_a_write_that_then_fails_is_still_an_interrupt(tmp_path):
+    import signal
+
+    def content(f):
+        os.kill(os.getpid(), signal.SIGINT)
+        raise OSError("disk full")
+
+    with pytest.raises(KeyboardInterrupt) as caught:
+        outputs.write_atomically(tmp_path / "x.csv", content)
+    assert isinstance(caught.value.__cause__, OSError)
+    assert list(tmp_path.iterdir()) == []
