@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -115,3 +116,45 @@ def test_configuration():
         build_transforms([{"name": "Mosaic", "p": 1.5}])
     assert build_transforms([{"name": "Mosaic"}], train=False).mosaic is None  # evaluation
     assert not Mosaic(p=0.0).applies()
+
+
+def test_close_epochs_turns_the_mosaic_off_for_the_last_epochs():
+    mosaic = Mosaic(close_epochs=2)
+    assert [mosaic.open_at(epoch, 5) for epoch in range(5)] == [True, True, True, False, False]
+    assert not Mosaic(close_epochs=5).open_at(0, 5) and Mosaic().open_at(9, 10)
+    with pytest.raises(ConfigError, match=r"augment\[0\]: Mosaic: close_epochs must be a whole"):
+        build_transforms([{"name": "Mosaic", "close_epochs": -1}])
+    assert build_transforms([{"name": "Mosaic", "close_epochs": 3}]).mosaic.close_epochs == 3
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_fit_closes_the_mosaic_in_the_loader_workers_too(tmp_path, monkeypatch, workers):
+    """Images of one flat grey each: a mosaic shows several greys, a whole image one. fit must
+    tell the dataset the epoch and restart the (persistent) workers that hold a copy of it."""
+    from detector.data.records import DatasetRecords, ImageRecord
+    from detector.train import engine
+    from toy_detector import ToyDetector
+
+    folder = tmp_path / "flat"
+    folder.mkdir()
+    records = []
+    for i in range(8):
+        path = folder / f"{i}.png"
+        cv2.imwrite(str(path), np.full((32, 32, 3), 20 + 25 * i, np.uint8))
+        records.append(ImageRecord(image_id=i, paths={"rgb": path}, width=32, height=32,
+                                   boxes=np.array([[4, 4, 28, 28]], np.float32),
+                                   labels=np.array([0]), ignore=np.zeros((0, 4), np.float32)))
+    dataset = DetectionDataset(
+        DatasetRecords(records, ["flat"], [1], modalities=["rgb"], source=str(folder)),
+        build_transforms([{"name": "Mosaic", "p": 1.0, "close_epochs": 1}], image_size=32))
+    greys = {}
+
+    def spy(model, loader, *args, epoch, **kwargs):
+        greys[epoch] = [len(torch.unique(image[0])) for images, _ in loader for image in images]
+        return {"loss": 0.0}
+
+    monkeypatch.setattr(engine, "train_one_epoch", spy)
+    engine.fit(ToyDetector(["flat"]), dataset, None, out_dir=tmp_path / "run", epochs=3,
+               batch_size=4, workers=workers, show_progress=False, ema=False)
+    assert sum(count > 1 for count in greys[0]) >= 6 and sum(count > 1 for count in greys[1]) >= 6
+    assert greys[2] == [1] * 8  # the last epoch: whole images only

@@ -48,6 +48,7 @@ class DetectionDataset(Dataset):
         # Without transforms: resize so the longest side is `long_side` (aspect kept, no padding)
         # with OpenCV on the stored pixels, before the float conversion; target "scale" maps back.
         self.long_side = long_side
+        self.mosaic_open = True  # set_epoch closes it for a Mosaic's last `close_epochs` epochs
         self.channels = list(channels) if channels is not None else list(records.modalities)
         if not self.channels:
             raise DatasetError(f"{records.source}: no modalities to load")
@@ -82,10 +83,19 @@ class DetectionDataset(Dataset):
             images[modality] = image
         return images
 
+    def set_epoch(self, epoch: int, epochs: int) -> bool:
+        """Tell the dataset where a run of `epochs` is (0-based `epoch`); True when that changed
+        what it yields (a Mosaic closing), so loader workers holding a copy must be restarted."""
+        mosaic = getattr(self.transforms, "mosaic", None)
+        wanted = mosaic is None or mosaic.open_at(epoch, epochs)
+        changed = wanted != self.mosaic_open
+        self.mosaic_open = wanted
+        return changed
+
     def __getitem__(self, index: int):
         record = self.records.images[index]
         mosaic = getattr(self.transforms, "mosaic", None)
-        if mosaic is not None and mosaic.applies():
+        if mosaic is not None and self.mosaic_open and mosaic.applies():
             samples = [(self.load_images(i), self.records.images[i].boxes,
                         self.records.images[i].labels, self.records.images[i].ignore)
                        for i in mosaic.indices(index, len(self))]

@@ -18,6 +18,11 @@ same fraction of 65535 for 16-bit data). Boxes and ignore regions move with the 
 clipped to the window, and a box keeping less than `min_visibility` of its area (the
 transforms' setting) is dropped, as albumentations drops one.
 
+`close_epochs: N` turns it off for the last N epochs of a run (ultralytics' `close_mosaic`: the
+model ends on whole images, as it will see them): `fit` tells the dataset the epoch
+(`DetectionDataset.set_epoch`) and restarts the loader's workers when it changes. N at least the
+run's length means no mosaic at all.
+
 The random draws come from torch's generator, which DataLoader seeds per worker and per epoch,
 so workers differ and `torch.manual_seed` repeats a run.
 """
@@ -35,16 +40,24 @@ _GREY = 114.0 / 255.0
 
 
 class Mosaic:
-    """`p`: probability that a sample becomes a mosaic; `min_visibility`: see the module."""
+    """`p`: probability that a sample becomes a mosaic; `min_visibility`, `close_epochs`: see
+    the module."""
 
-    def __init__(self, p: float = 1.0, min_visibility: float = 0.3):
+    def __init__(self, p: float = 1.0, min_visibility: float = 0.3, close_epochs: int = 0):
         if not 0.0 <= float(p) <= 1.0:
             raise ConfigError(f"Mosaic: p must be in 0..1, got {p!r}")
+        if isinstance(close_epochs, bool) or not isinstance(close_epochs, int) or close_epochs < 0:
+            raise ConfigError(f"Mosaic: close_epochs must be a whole number >= 0, got {close_epochs!r}")
         self.p = float(p)
         self.min_visibility = float(min_visibility)
+        self.close_epochs = close_epochs
 
     def __repr__(self) -> str:
-        return f"Mosaic(p={self.p})"
+        return f"Mosaic(p={self.p}, close_epochs={self.close_epochs})"
+
+    def open_at(self, epoch: int, epochs: int) -> bool:
+        """Is the mosaic on in `epoch` (0-based) of a run of `epochs`?"""
+        return epoch < epochs - self.close_epochs
 
     def applies(self) -> bool:
         """One draw: does this sample become a mosaic?"""

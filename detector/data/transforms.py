@@ -356,7 +356,10 @@ def _make_mosaic(arguments: dict, targets, index: int, min_visibility: float, wh
                           "transform; list it first")
     if targets is not None:
         raise ConfigError(f"{where}: Mosaic moves every modality; remove `modality:`")
-    unknown = [key for key in arguments if key != "p"]
+    unknown = [key for key in arguments if key not in ("p", "close_epochs")]
     if unknown:
-        raise ConfigError(f"{where}: Mosaic has no argument {unknown[0]!r}; valid: p")
-    return Mosaic(arguments.get("p", 1.0), min_visibility)
+        raise ConfigError(f"{where}: Mosaic has no argument {unknown[0]!r}; valid: p, close_epochs")
+    try:
+        return Mosaic(arguments.get("p", 1.0), min_visibility, arguments.get("close_epochs", 0))
+    except ConfigError as error:
+        raise ConfigError(f"{where}: {error}") from None

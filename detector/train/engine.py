@@ -268,6 +268,13 @@ def fit(detector: nn.Module, train_data: Dataset, val_data: Dataset | None = Non
             opt = _stage_optimizer(base, stage, adaptation, optimizer, lr, momentum, weight_decay,
                                    layer_decay, progress.saved_optimizer(index))
             model, stage_index = wrap_model(base, context, device), index
+        if getattr(train_data, "set_epoch", None) and train_data.set_epoch(epoch, total_epochs):
+            # the data changed (a Mosaic closed): workers hold a copy of the dataset, restart them
+            loader, sampler = _make_loader(train_data, context, batch_size, workers, seed,
+                                           collate_fn or _collate, device)
+            if context.is_main and show_progress:
+                tqdm.write(f"epoch {epoch + 1}: mosaic closed for the last "
+                           f"{total_epochs - epoch} epochs")
         sampler.set_epoch(epoch)
         started = time.perf_counter()
         stats = train_one_epoch(model, loader, opt, schedule, scaler, epoch=epoch, device=device,
