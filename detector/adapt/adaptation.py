@@ -147,11 +147,17 @@ class DomainAdaptation:
 
     def param_groups(self, lr: float, weight_decay: float) -> list[dict]:
         """Optimizer groups of the methods' own parameters (domain classifiers), at the run's
-        lr (the schedule applies to them too)."""
-        params = [p for p in self.methods.parameters() if p.requires_grad]
-        decay, no_decay = [p for p in params if p.ndim > 1], [p for p in params if p.ndim <= 1]
-        return [{"params": group, "lr": lr, "lr_scale": 1.0, "weight_decay": value, "part": "adapt"}
-                for group, value in ((decay, weight_decay), (no_decay, 0.0)) if group]
+        lr, or at the method's own `lr` option where it has one (the schedule applies to them
+        too)."""
+        groups = []
+        for method in self.methods:
+            scale = float(method.options.get("lr", lr)) / lr
+            params = [p for p in method.parameters() if p.requires_grad]
+            decay, no_decay = [p for p in params if p.ndim > 1], [p for p in params if p.ndim <= 1]
+            groups += [{"params": group, "lr": lr * scale, "lr_scale": scale, "weight_decay": value,
+                        "part": "adapt"}
+                       for group, value in ((decay, weight_decay), (no_decay, 0.0)) if group]
+        return groups
 
     def _next_target(self) -> list[torch.Tensor]:
         while True:
