@@ -311,7 +311,7 @@ def run_sets(work: Path, args, tools: list[str], runners: dict) -> int:
                             "whole vs hotcoco", "CPU vs hotcoco"], rows, float_format=".3f"))
         values = read_stats(DETECTOR, work / f"{name}_detector_eval_whole.json")
         print(format_table(list(STAT_NAMES), [values], float_format=".4f"))
-        print(f"all tools: the same 12 stats (|diff| <= 1e-9)\n")
+        print("all tools: the same 12 stats (|diff| <= 1e-9)\n")
     return 0
 
 
