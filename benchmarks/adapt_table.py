@@ -6,6 +6,8 @@
 Every run of these benches is scored on the test split after each epoch (data.val is the test
 split), so the row's score is the LAST epoch's, read from each run's metrics.csv: the bench's own
 results.json scores the best epoch, which is chosen on the test split and would flatter every row.
+A bench without a validation split (setting 1) has no per-epoch scores: its results.json scores
+the last epoch's weights, and that is the row's score.
 Rows: zero-shot (<out_dir>/zero_shot.json), then each run group of the bench (its seeds pooled):
 mAP50-95 and mAP50 as mean ± sample standard deviation (n - 1) over the seeds, the seconds per
 training epoch (mean; validation excluded) and that time over source-only's. Writes
@@ -40,7 +42,12 @@ def read_groups(bench: Path) -> tuple[Path, dict[str, list[list[dict]]]]:
         path = plan.out_dir / run.name / "metrics.csv"
         finished = (plan.out_dir / run.name / "results.json").is_file()
         if finished and path.is_file():
-            groups.setdefault(run.group, []).append(read_metrics_csv(path))
+            rows = read_metrics_csv(path)
+            result = json.loads((plan.out_dir / run.name / "results.json").read_text())
+            if rows and all(r.get("AP") is None for r in rows) and result.get("checkpoint") == "last.pt":
+                # no validation split (setting 1): the bench scored the last epoch's weights
+                rows[-1] = {**rows[-1], "AP": result["AP"], "AP50": result["AP50"]}
+            groups.setdefault(run.group, []).append(rows)
     return plan.out_dir, groups
 
 

@@ -89,6 +89,12 @@ def parse_args(argv=None):
                              "default: the toolkit's default augmentation")
     parser.add_argument("--close-mosaic", type=int, default=0,
                         help="mosaic off for the last N epochs, both sides (default 0: never)")
+    parser.add_argument("--their-nbs", type=int, default=64,
+                        help="ablation: ultralytics' nominal batch (64: it accumulates the "
+                             "gradients of 64 / batch batches per step; 16 at batch 16: none)")
+    parser.add_argument("--our-lr-mult", type=float, default=1.0,
+                        help="ablation: our learning rate times this")
+    parser.add_argument("--our-ema", choices=("on", "off"), default="on", help="ablation: our EMA")
     parser.add_argument("--results", default=None,
                         help="append each run's figures to this JSON-lines file")
     parser.add_argument("--skip", choices=("ours", "theirs"), default=None)
@@ -175,9 +181,9 @@ def train_ours(detector, train_records, args, out_dir: Path) -> tuple[YOLODetect
     dataset = DetectionDataset(train_records, build_transforms(augment, image_size=args.image_size,
                                                                modalities=train_records.modalities))
     result = fit(detector, dataset, None, out_dir=out_dir, epochs=args.epochs, batch_size=args.batch,
-                 optimizer="sgd", lr=0.01 * args.batch / 16, momentum=0.937,
+                 optimizer="sgd", lr=0.01 * args.batch / 16 * args.our_lr_mult, momentum=0.937,
                  weight_decay=5e-4 * args.batch / 64, warmup_epochs=args.warmup_epochs,
-                 cosine=True, final_lr_ratio=0.01, ema=True, ema_decay=0.9999,
+                 cosine=True, final_lr_ratio=0.01, ema=args.our_ema == "on", ema_decay=0.9999,
                  workers=args.workers, seed=args.seed,
                  device=args.device, amp=True, clip_grad=10.0)
     seconds = [row["epoch_s"] for row in result["history"]]
@@ -201,7 +207,7 @@ def train_theirs(init_path: Path, data_yaml: Path, args, out_dir: Path) -> tuple
                 device=device, seed=args.seed, project=str(out_dir.parent.resolve()),
                 name=out_dir.name, exist_ok=True, plots=False, val=False,
                 amp=device != "cpu", pretrained=True, verbose=False,
-                close_mosaic=args.close_mosaic, **plain)
+                close_mosaic=args.close_mosaic, nbs=args.their_nbs, **plain)
     trained = import_checkpoint(out_dir / "weights" / "last.pt")
     return trained, epoch_seconds
 
@@ -252,7 +258,9 @@ def main(argv=None) -> None:
                    "modality": args.modality, "epochs": args.epochs, "image_size": args.image_size,
                    "batch": args.batch, "threads": args.threads, "init": args.init,
                    "our_augment": args.our_augment, "their_augment": args.their_augment,
-                   "close_mosaic": args.close_mosaic, "seed": args.seed}
+                   "close_mosaic": args.close_mosaic, "seed": args.seed,
+                   "warmup_epochs": args.warmup_epochs, "our_lr_mult": args.our_lr_mult,
+                   "our_ema": args.our_ema, "their_nbs": args.their_nbs}
         with open(args.results, "a") as results:
             for name, ap, ap50, mean_s, median_s in rows:
                 results.write(json.dumps({**setting, "run": name, "AP": ap, "AP50": ap50,
