@@ -21,7 +21,7 @@ from detector.tables import markdown_table  # noqa: E402
 
 SETTING = ("data", "train_split", "test_split", "epochs", "image_size", "batch", "threads",
            "our_augment", "their_augment", "close_mosaic", "seed", "warmup_epochs",
-           "our_lr_mult", "our_ema", "their_nbs")
+           "our_lr_mult", "our_ema", "their_nbs", "our_warmup_bias_lr")
 NAMES = {"bccd": "bccd", "coco128": "coco128", "hit_uav_mini": "hit_uav_mini (1 ch)",
          "runs/data/llvip_visible_to_ir/data.yaml": "llvip_mini IR (1 ch)"}
 
@@ -41,7 +41,9 @@ def ablation_rows(lines: list[dict]) -> list[list]:
         ours = r["run"] == "detector fit"
         table.append([NAMES.get(r["data"], r["data"]), r["epochs"], r["run"],
                       r["our_augment"] if ours else r["their_augment"], r["close_mosaic"],
-                      r.get("warmup_epochs", 1.0), r.get("our_lr_mult", 1.0) if ours else "-",
+                      r.get("warmup_epochs", 1.0),
+                      r.get("our_warmup_bias_lr", 0.0) if ours else 0.1,
+                      r.get("our_lr_mult", 1.0) if ours else "-",
                       r.get("our_ema", "on") if ours else "on",
                       "-" if ours else r.get("their_nbs", 64),
                       f"{r['AP']:.3f}", f"{r['AP50']:.3f}", f"{r['epoch_s_median']:.1f}"])
@@ -55,11 +57,16 @@ def rows(found: dict) -> list[list]:
         if ours is None or theirs is None:
             continue
         setting = dict(zip(SETTING, key))
-        ap_ratio = ours["AP"] / theirs["AP"] if theirs["AP"] else float("nan")
+        if max(ours["AP"], theirs["AP"]) < 0.01:
+            ap_ratio = "- (both < 0.01)"
+        elif theirs["AP"] == 0:
+            ap_ratio = "**inf** (theirs 0)"
+        else:
+            ap_ratio = f"**{ours['AP'] / theirs['AP']:.2f}x**"
         time_ratio = ours["epoch_s_median"] / theirs["epoch_s_median"]
         row = [NAMES.get(setting["data"], setting["data"]),
                f"{setting['train_split']} -> {setting['test_split']}", setting["epochs"],
-               f"{ours['AP']:.3f}", f"{theirs['AP']:.3f}", f"**{ap_ratio:.2f}x**",
+               f"{ours['AP']:.3f}", f"{theirs['AP']:.3f}", ap_ratio,
                 f"{ours['AP50']:.3f}", f"{theirs['AP50']:.3f}",
                 f"{ours['epoch_s_median']:.1f}", f"{theirs['epoch_s_median']:.1f}",
                 f"{time_ratio:.2f}x"]
@@ -74,7 +81,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     lines = [json.loads(line) for line in Path(args.results).read_text().splitlines() if line.strip()]
     if args.ablation:
-        header = ["data", "epochs", "run", "augment", "close mosaic", "warmup", "lr x", "EMA",
+        header = ["data", "epochs", "run", "augment", "close mosaic", "warmup", "bias warmup lr", "lr x", "EMA",
                   "nominal batch", "mAP50-95", "mAP50", "s / epoch"]
         print(markdown_table(header, ablation_rows(lines)))
         return

@@ -95,6 +95,8 @@ def parse_args(argv=None):
     parser.add_argument("--our-lr-mult", type=float, default=1.0,
                         help="ablation: our learning rate times this")
     parser.add_argument("--our-ema", choices=("on", "off"), default="on", help="ablation: our EMA")
+    parser.add_argument("--our-warmup-bias-lr", type=float, default=0.0,
+                        help="ablation: our biases start at this lr in the warmup (ultralytics: 0.1)")
     parser.add_argument("--results", default=None,
                         help="append each run's figures to this JSON-lines file")
     parser.add_argument("--skip", choices=("ours", "theirs"), default=None)
@@ -183,6 +185,7 @@ def train_ours(detector, train_records, args, out_dir: Path) -> tuple[YOLODetect
     result = fit(detector, dataset, None, out_dir=out_dir, epochs=args.epochs, batch_size=args.batch,
                  optimizer="sgd", lr=0.01 * args.batch / 16 * args.our_lr_mult, momentum=0.937,
                  weight_decay=5e-4 * args.batch / 64, warmup_epochs=args.warmup_epochs,
+                 warmup_bias_lr=args.our_warmup_bias_lr,
                  cosine=True, final_lr_ratio=0.01, ema=args.our_ema == "on", ema_decay=0.9999,
                  workers=args.workers, seed=args.seed,
                  device=args.device, amp=True, clip_grad=10.0)
@@ -260,7 +263,8 @@ def main(argv=None) -> None:
                    "our_augment": args.our_augment, "their_augment": args.their_augment,
                    "close_mosaic": args.close_mosaic, "seed": args.seed,
                    "warmup_epochs": args.warmup_epochs, "our_lr_mult": args.our_lr_mult,
-                   "our_ema": args.our_ema, "their_nbs": args.their_nbs}
+                   "our_ema": args.our_ema, "their_nbs": args.their_nbs,
+                   "our_warmup_bias_lr": args.our_warmup_bias_lr}
         with open(args.results, "a") as results:
             for name, ap, ap50, mean_s, median_s in rows:
                 results.write(json.dumps({**setting, "run": name, "AP": ap, "AP50": ap50,

@@ -100,6 +100,7 @@ class TrainConfig:
     momentum: float = 0.9  # SGD momentum; AdamW's beta1
     weight_decay: float = 1e-4
     warmup_epochs: float = 1.0
+    warmup_bias_lr: float = 0.0  # > 0: biases start at this lr and fall to lr in the warmup (YOLO: 0.1)
     cosine: bool = True
     final_lr_ratio: float = 0.01  # cosine ends at lr * final_lr_ratio
     amp: bool = True  # only on CUDA

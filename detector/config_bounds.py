@@ -56,6 +56,7 @@ BOUNDS = {
     "train.weight_decay": Bound(0),
     "train.warmup_epochs": Bound(0),
     "train.final_lr_ratio": Bound(0, 1),
+    "train.warmup_bias_lr": Bound(0),
     "train.clip_grad": Bound(0, open_low=True),
     "train.ema_decay": Bound(0, 1, open_low=True, open_high=True),
     "train.eval_every": Bound(1),

@@ -74,3 +74,29 @@ def test_the_loop_clips_the_gradient_norm():
     assert step_norm <= 4 * 0.5 * 1e-3 * (1 + 1e-4)  # 4 steps, each at most lr * max_norm
     _, _, free = _one_epoch(clip_grad=None)
     assert torch.cat([m.flatten() for m in free]).norm().item() > 10 * step_norm
+
+
+def test_bias_warmup_falls_from_its_own_lr_while_the_rest_rises():
+    """YOLO's warmup: biases start high (the fresh head's class priors move first) and fall to
+    the run's lr; the other groups rise from ~0. After the warmup both follow the factor."""
+    from detector.train.freezing import Stage, apply_stage, param_groups
+
+    detector = ToyDetector(["a"])
+    stage = Stage(1, tuple(detector.parts()))
+    apply_stage(detector, stage)
+    groups = param_groups(detector, stage, base_lr=0.01, weight_decay=1e-4)
+    biases = {id(p) for n, p in detector.named_parameters() if n.endswith("bias")}
+    assert {id(p) for g in groups if g["bias"] for p in g["params"]} == biases
+    optimizer = torch.optim.SGD(groups, lr=0.01)
+    schedule = WarmupCosine(total_steps=20, warmup_steps=10, warmup_bias_lr=0.1)
+    seen = []
+    for _ in range(12):
+        schedule.apply(optimizer, 0.01)
+        seen.append({g["bias"]: g["lr"] for g in groups})
+        schedule.step()
+    assert seen[0][True] == pytest.approx(0.1) and seen[0][False] == pytest.approx(1e-5)
+    assert seen[5][True] == pytest.approx(0.055) and seen[5][False] == pytest.approx(0.01 * (0.001 + 0.999 * 0.5))
+    assert seen[10][True] == seen[10][False] == pytest.approx(0.01 * schedule.factor(10))
+    plain = WarmupCosine(total_steps=20, warmup_steps=10)  # default: no bias warmup
+    plain.apply(optimizer, 0.01)
+    assert all(g["lr"] == pytest.approx(1e-5) for g in groups)

@@ -212,7 +212,7 @@ def fit(detector: nn.Module, train_data: Dataset, val_data: Dataset | None = Non
         out_dir: str | Path, epochs: int | None = None, stages: list[Stage] | list[dict] | None = None,
         preset: str | None = None, batch_size: int = 4, optimizer: str = "sgd", lr: float = 0.01,
         momentum: float = 0.9, weight_decay: float = 1e-4, warmup_epochs: float = 1.0,
-        cosine: bool = True, final_lr_ratio: float = 0.01, amp: bool = True,
+        warmup_bias_lr: float = 0.0, cosine: bool = True, final_lr_ratio: float = 0.01, amp: bool = True,
         clip_grad: float | None = 10.0, ema: bool = False, ema_decay: float = 0.9998,
         eval_every: int = 1, eval_backend: str = "hotcoco", lr_mult: dict | None = None,
         layer_decay: float | None = None, workers: int = 2, seed: int = 0,
@@ -250,7 +250,7 @@ def fit(detector: nn.Module, train_data: Dataset, val_data: Dataset | None = Non
     loader, sampler = _make_loader(train_data, context, batch_size, workers, seed,
                                    collate_fn or _collate, device)
     schedule = WarmupCosine(total_epochs * len(loader), round(warmup_epochs * len(loader)),
-                            cosine=cosine, final_ratio=final_lr_ratio)
+                            cosine=cosine, final_ratio=final_lr_ratio, warmup_bias_lr=warmup_bias_lr)
     adaptation = None if adapt is None else _make_adaptation(
         base, adapt, stages=stages, batch_size=batch_size, steps_per_epoch=len(loader),
         context=context, device=device, workers=workers, seed=seed, collate_fn=collate_fn or _collate)

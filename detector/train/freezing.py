@@ -153,20 +153,23 @@ def param_groups(detector: nn.Module, stage: Stage, base_lr: float, weight_decay
                  layer_decay: float | None = None) -> list[dict]:
     """Optimizer parameter groups for the trained parts of `stage` (call `apply_stage` first).
 
-    Two groups per part: weights with `weight_decay`, and biases and norm parameters (1-d) with
-    none, since decaying them only pulls activations towards zero. Each group carries
-    'part' and 'lr_scale' (lr = base_lr * lr_scale * schedule factor).
+    Up to three groups per part: weights with `weight_decay`; norm parameters and biases (1-d)
+    without, since decaying them only pulls activations towards zero, the biases apart and
+    marked `bias` (train/schedule.py can warm them up on their own). Each group carries 'part'
+    and 'lr_scale' (lr = base_lr * lr_scale * schedule factor).
     """
     parts = detector.parts()
     part_names = list(parts)
     groups = []
     for part in match_parts(part_names, list(stage.train)):
         scale = lr_scale(part, part_names, stage.lr_mult, layer_decay)
-        params = [p for p in parts[part].parameters() if p.requires_grad]
-        decay = [p for p in params if p.ndim > 1]
-        no_decay = [p for p in params if p.ndim <= 1]
-        for group_params, decay_value in ((decay, weight_decay), (no_decay, 0.0)):
+        named = [(n, p) for n, p in parts[part].named_parameters() if p.requires_grad]
+        decay = [p for _, p in named if p.ndim > 1]
+        norm = [p for n, p in named if p.ndim <= 1 and not n.endswith("bias")]
+        bias = [p for n, p in named if p.ndim <= 1 and n.endswith("bias")]
+        for group_params, decay_value, is_bias in ((decay, weight_decay, False), (norm, 0.0, False),
+                                                   (bias, 0.0, True)):
             if group_params:
                 groups.append({"params": group_params, "lr": base_lr * scale, "lr_scale": scale,
-                               "weight_decay": decay_value, "part": part})
+                               "weight_decay": decay_value, "part": part, "bias": is_bias})
     return groups
