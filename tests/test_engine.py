@@ -138,6 +138,21 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path, monkeypatch):
         assert torch.equal(value, ema_resumed["model"][name]), name
 
 
+def test_resume_with_another_optimizer_layout_names_the_checkpoint(tmp_path):
+    """A last.pt whose optimizer groups differ (written by an older detector, which had two
+    groups per part where there are three now) is refused with one line, not a traceback."""
+    from detector.errors import CheckpointError
+
+    run(make_detector(), tmp_path / "run", epochs=2)
+    path = tmp_path / "run" / "last.pt"
+    state = torch.load(path, weights_only=False)
+    state["epoch"] = 1
+    state["optimizer"]["param_groups"] = state["optimizer"]["param_groups"][:-1]
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match=r"last\.pt: its optimizer state does not fit"):
+        run(make_detector(), tmp_path / "run", epochs=2, resume=True)
+
+
 def test_non_finite_loss_names_epoch_batch_and_images(tmp_path):
     seed, batch_size = 3, 2
     order = torch.randperm(8, generator=torch.Generator().manual_seed(seed)).tolist()

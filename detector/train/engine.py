@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from detector.checkpoint import save_checkpoint
-from detector.errors import ConfigError, TrainingError
+from detector.errors import CheckpointError, ConfigError, TrainingError
 from detector.outputs import write_atomically
 from detector.train.dist import (
     all_true, barrier, init_distributed, make_sampler, reduce_mean, sync_batchnorm, unwrap_model,
@@ -156,16 +156,23 @@ def _make_loader(train_data, context, batch_size: int, workers: int, seed: int, 
 
 
 def _stage_optimizer(base, stage: Stage, adaptation, name: str, lr: float, momentum: float,
-                     weight_decay: float, layer_decay: float | None, saved: dict | None):
+                     weight_decay: float, layer_decay: float | None, saved: dict | None,
+                     saved_in: Path):
     """Freeze and unfreeze for `stage` and build its optimizer (with the adaptation's own
-    parameters, which train with the detector); `saved` is a resumed optimizer state."""
+    parameters, which train with the detector); `saved` is a resumed optimizer state, read
+    from the checkpoint `saved_in`."""
     apply_stage(base, stage)
     groups = param_groups(base, stage, lr, weight_decay, layer_decay)
     if adaptation is not None:
         groups += adaptation.param_groups(lr, weight_decay)
     optimizer = build_optimizer(groups, name, lr, momentum, weight_decay)
     if saved:
-        optimizer.load_state_dict(saved)
+        try:
+            optimizer.load_state_dict(saved)
+        except ValueError as error:  # another group layout: e.g. last.pt from an older detector
+            raise CheckpointError(
+                f"{saved_in}: its optimizer state does not fit this run's parameter groups ({error}); "
+                "train from it anew with model.weights=<run>/last.pt instead of --resume") from None
     return optimizer
 
 
@@ -266,7 +273,7 @@ def fit(detector: nn.Module, train_data: Dataset, val_data: Dataset | None = Non
         index, stage = stage_at(stages, epoch)
         if index != stage_index:  # a new stage: new trainable set, fresh optimizer, re-wrapped DDP
             opt = _stage_optimizer(base, stage, adaptation, optimizer, lr, momentum, weight_decay,
-                                   layer_decay, progress.saved_optimizer(index))
+                                   layer_decay, progress.saved_optimizer(index), out_dir / "last.pt")
             model, stage_index = wrap_model(base, context, device), index
         if getattr(train_data, "set_epoch", None) and train_data.set_epoch(epoch, total_epochs):
             # the data changed (a Mosaic closed): workers hold a copy of the dataset, restart them
