@@ -18,9 +18,10 @@ with `channels: 1` in its data.yaml: it then reads the images as grey, as we do.
 Both train on the train split at the same image size, batch, epochs, optimizer (SGD, momentum
 0.937), warmup, cosine decay and EMA. Augmentation: ultralytics keeps its own (mosaic, HSV,
 flips, scale 0.5, translate 0.1; `--their-augment plain` turns mosaic off). Ours
-(`--our-augment`): `mosaic` (default) is configs/yolo_custom.yaml's list (flips, affine scale
-0.5-1.5 and translate 0.1, HSV on rgb, brightness/contrast on lwir) after our Mosaic;
-`recipe` is that list without Mosaic; `default` the toolkit's default augmentation.
+(`--our-augment`): `mosaic` (default) is a YOLO-strength list (flips, affine scale 0.5-1.5 and
+translate 0.1, HSV on rgb, brightness/contrast on lwir) after our Mosaic; `recipe` is that list
+without Mosaic; `default` the toolkit's default augmentation (what configs/yolo_custom.yaml
+uses since the ablation in benchmarks/README.md).
 `--close-mosaic N` turns mosaic off for the last N epochs on both sides (default 0: never, on
 both; ultralytics' own default, 10, would close it from the first epoch of a 10-epoch run and
 never in a 3-epoch one). Learning rates: ultralytics lr0 0.01 per 64 images (its nominal batch;
@@ -85,7 +86,7 @@ def parse_args(argv=None):
     parser.add_argument("--their-augment", choices=("default", "plain"), default="default",
                         help="plain: ultralytics without mosaic (closer to our augmentation)")
     parser.add_argument("--our-augment", choices=("mosaic", "recipe", "default"), default="mosaic",
-                        help="mosaic: Mosaic + yolo_custom.yaml's list; recipe: that list alone; "
+                        help="mosaic: Mosaic + a YOLO-strength list; recipe: that list alone; "
                              "default: the toolkit's default augmentation")
     parser.add_argument("--close-mosaic", type=int, default=0,
                         help="mosaic off for the last N epochs, both sides (default 0: never)")
@@ -159,7 +160,7 @@ def write_ultralytics_data(train_records, test_records, out: Path, channels: int
     return path
 
 
-RECIPE_AUGMENT = [  # configs/yolo_custom.yaml's list
+RECIPE_AUGMENT = [  # YOLO-strength geometry (configs/yolo_custom.yaml's list until the ablation)
     {"name": "HorizontalFlip", "p": 0.5},
     {"name": "Affine", "scale": [0.5, 1.5], "translate_percent": [-0.1, 0.1], "p": 0.5},
     {"name": "HueSaturationValue", "hue_shift_limit": 5, "sat_shift_limit": 40,
