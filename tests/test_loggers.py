@@ -64,8 +64,10 @@ def test_tensorboard_scalars_equal_metrics_csv_and_the_plots_are_images(tmp_path
 
     best_epoch = load_checkpoint(run / "last.pt")["best_epoch"]
     for name in ("pr_curves", "class_ap"):
-        (image,) = events.Images(f"best/{name}")
-        assert image.step == best_epoch
+        images = events.Images(f"best/{name}")  # one per new best epoch, the last at the best
+        steps = [image.step for image in images]
+        assert steps == sorted(set(steps)) and steps[-1] == best_epoch, steps
+        image = images[-1]
         with Image.open(run / f"{name}.png") as png:  # the same figure as the csv logger's
             assert (image.width, image.height) == png.size
             assert np.asarray(png.convert("RGB")).std() > 0
