@@ -79,6 +79,8 @@ def test_domain_classifiers_leave_chance_within_a_fine_tunes_steps():
         losses.append(float(loss))
     assert abs(losses[0] - np.log(2)) < 0.01  # starts at chance
     assert losses[-1] < 0.5, losses[-5:]
+    with pytest.raises(ConfigError, match=r"options\.lr: expected a positive number, got 'fast'"):
+        AdversarialAlignment(ToyDetector(["a"]), [16], {"lr": "fast"})
 
 
 def test_mmd_is_zero_for_identical_batches_and_grows_with_the_shift():

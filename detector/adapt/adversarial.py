@@ -17,6 +17,7 @@ from torch import nn
 
 from detector.adapt.method import AdaptBatch, AlignmentMethod
 from detector.adapt.registry import register_method
+from detector.errors import ConfigError
 
 
 class _ReverseGradient(torch.autograd.Function):
@@ -72,6 +73,10 @@ class AdversarialAlignment(AlignmentMethod):
 
     def __init__(self, detector: nn.Module, feature_channels: list[int], options: dict):
         super().__init__(detector, feature_channels, options)
+        for key in ("lambda", "hidden", "lr"):
+            value = self.options[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ConfigError(f"options.{key}: expected a positive number, got {value!r}")
         hidden = int(self.options["hidden"])
         self.classifiers = nn.ModuleList(DomainClassifier(c, hidden) for c in feature_channels)
 
